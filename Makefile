@@ -1,0 +1,55 @@
+# Loyalty Warehouse — `make help` lists the targets.
+.DEFAULT_GOAL := help
+SHELL := /bin/bash
+
+PYTHON ?= $(shell command -v python3.11 || command -v python3)
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+MANIFEST := dbt/target/manifest.json
+RAW_DIR ?= data/raw
+WAREHOUSE ?= data/warehouse.duckdb
+DAGSTER_HOME := $(CURDIR)/.dagster_home
+# pip's "Location ... is ignored" notices about absent local mirrors are noise.
+PIP_QUIET := 2> >(grep -v "is ignored: it is neither a file nor a directory" >&2)
+
+.PHONY: help setup prepare sample run report test dev clean
+
+help: ## list the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
+
+$(STAMP): pyproject.toml
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	@$(BIN)/python -c 'import sys; assert sys.version_info[:2] == (3, 11), "Python 3.11 is required, found " + sys.version' 
+	$(BIN)/pip install --quiet --upgrade pip $(PIP_QUIET)
+	$(BIN)/pip install --quiet -e '.[dev]' $(PIP_QUIET)
+	@touch $(STAMP)
+
+setup: $(STAMP) ## create .venv and install the package with its pinned dependencies
+
+$(MANIFEST): $(STAMP) $(shell find dbt/models dbt/macros dbt/tests -type f 2>/dev/null) dbt/dbt_project.yml
+	$(BIN)/python -m dagster_project.dbt_project
+
+prepare: $(MANIFEST) ## parse the dbt project into its manifest (needed before Dagster loads)
+
+sample: $(STAMP) ## generate the bundled sample landing files into data/raw (if absent)
+	@if [ -d $(RAW_DIR)/transactions ]; then echo "sample data present in $(RAW_DIR)"; \
+	else $(BIN)/loyalty sample --out $(RAW_DIR); fi
+
+run: prepare sample ## set up, then run the whole pipeline on the sample data and print the CLV table
+	$(BIN)/loyalty run --raw-dir $(RAW_DIR) --warehouse $(WAREHOUSE) --as-of $$($(BIN)/python -m dagster_project.sample_data --print-as-of)
+	@$(BIN)/loyalty report --warehouse $(WAREHOUSE)
+
+report: $(STAMP) ## print the flow matrix and CLV/portfolio table of the warehouse
+	@$(BIN)/loyalty report --warehouse $(WAREHOUSE)
+
+test: prepare ## set up, then run every test (pytest, which runs dbt build with its unit and data tests)
+	$(BIN)/python -m pytest
+
+dev: prepare ## start `dagster dev` (web UI on http://localhost:3000) with DAGSTER_HOME in the project
+	@mkdir -p $(DAGSTER_HOME)
+	@test -f $(DAGSTER_HOME)/dagster.yaml || printf 'telemetry:\n  enabled: false\n' > $(DAGSTER_HOME)/dagster.yaml
+	DAGSTER_HOME=$(DAGSTER_HOME) $(BIN)/dagster dev -m dagster_project.definitions
+
+clean: ## remove generated data, the warehouse, dbt target and Dagster home (keeps .venv)
+	rm -rf data/raw data/*.duckdb data/*.duckdb.wal dbt/target dbt/logs $(DAGSTER_HOME)

@@ -1,0 +1,119 @@
+"""The landing-folder contract: which files, which columns, how each value is read and checked.
+
+Columns are matched by name (trimmed, case-insensitive), in any order. Every value lands as
+text first; the rules below turn it into a typed value or a quarantine reason, in DuckDB SQL.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Literal
+
+Kind = Literal["id", "text", "date", "amount", "score"]
+
+# ISO 8601 date, optionally followed by a time (and zone): 2024-05-01, 2024-05-01T10:15:00Z.
+ISO_DATE_PATTERN = r"\d{4}-\d{2}-\d{2}([T ]\d{2}:\d{2}(:\d{2}(\.\d+)?)?(Z|[+-]\d{2}(:?\d{2})?)?)?"
+SCORE_MIN, SCORE_MAX = 0, 10
+
+
+@dataclasses.dataclass(frozen=True)
+class RawColumn:
+    name: str
+    kind: Kind
+    required: bool = True
+
+
+@dataclasses.dataclass(frozen=True)
+class RawSource:
+    """One kind of landing file: ``<raw_dir>/<folder>/*.csv|*.parquet`` → ``raw.<table>``."""
+
+    table: str
+    folder: str
+    key: str
+    columns: tuple[RawColumn, ...]
+
+    @property
+    def quarantine_table(self) -> str:
+        return f"quarantine_{self.folder}"
+
+    @property
+    def required_columns(self) -> list[str]:
+        return [column.name for column in self.columns if column.required]
+
+    @property
+    def column_names(self) -> list[str]:
+        return [column.name for column in self.columns]
+
+
+TRANSACTIONS = RawSource(
+    table="transactions",
+    folder="transactions",
+    key="transaction_id",
+    columns=(
+        RawColumn("transaction_id", "id"),
+        RawColumn("customer_id", "id"),
+        RawColumn("transaction_date", "date"),
+        RawColumn("amount", "amount"),
+        RawColumn("product_id", "text", required=False),
+        RawColumn("channel", "text", required=False),
+    ),
+)
+
+NPS_RESPONSES = RawSource(
+    table="nps_responses",
+    folder="nps",
+    key="response_id",
+    columns=(
+        RawColumn("response_id", "id"),
+        RawColumn("customer_id", "id"),
+        RawColumn("response_date", "date"),
+        RawColumn("score", "score"),
+        RawColumn("survey", "text", required=False),
+        RawColumn("comment", "text", required=False),
+    ),
+)
+
+RAW_SOURCES = (TRANSACTIONS, NPS_RESPONSES)
+
+SQL_TYPES: dict[Kind, str] = {
+    "id": "varchar",
+    "text": "varchar",
+    "date": "date",
+    "amount": "decimal(18, 2)",
+    "score": "integer",
+}
+
+
+def typed_expression(column: RawColumn) -> str:
+    """SQL turning the landed text ``raw_<name>`` into the typed value, or NULL when unreadable."""
+    value = f"nullif(trim(raw_{column.name}), '')"
+    if column.kind in ("id", "text"):
+        return value if column.kind == "id" else f"raw_{column.name}"
+    if column.kind == "date":
+        return f"case when regexp_full_match({value}, '{ISO_DATE_PATTERN}') then try_cast(left({value}, 10) as date) end"
+    if column.kind == "amount":
+        return f"try_cast({value} as decimal(18, 2))"
+    # Scores are whole numbers: '9.5' or 'nio' are unreadable, not rounded.
+    return f"case when regexp_full_match({value}, '[+-]?\\d+') then try_cast({value} as integer) end"
+
+
+def violation_expressions(column: RawColumn) -> list[tuple[str, str]]:
+    """(condition, reason) pairs for one column, checked in order; the first that holds wins."""
+    raw = f"nullif(trim(raw_{column.name}), '')"
+    typed = column.name
+    rules: list[tuple[str, str]] = []
+    if column.required:
+        rules.append((f"{raw} is null", f"missing {column.name}"))
+    if column.kind == "date":
+        rules.append((f"{raw} is not null and {typed} is null", f"{column.name} is not an ISO date (YYYY-MM-DD)"))
+    elif column.kind == "amount":
+        rules.append((f"{raw} is not null and {typed} is null", f"{column.name} is not a number"))
+        rules.append((f"{typed} = 0", f"{column.name} is zero"))
+    elif column.kind == "score":
+        rules.append(
+            (
+                f"{raw} is not null and ({typed} is null or {typed} not between {SCORE_MIN} and {SCORE_MAX})",
+                f"{column.name} is not a whole number from {SCORE_MIN} to {SCORE_MAX}",
+            )
+        )
+    return rules

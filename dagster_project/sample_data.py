@@ -1,0 +1,498 @@
+"""Deterministic generator of realistic raw landing files for a retail loyalty programme.
+
+The generator writes the project's raw input contract::
+
+    <out_dir>/transactions/transactions_<YYYY>.csv       one file per calendar year ...
+    <out_dir>/transactions/transactions_<YYYY>.parquet   ... except the as-of year, written as parquet
+    <out_dir>/nps/nps_responses_<YYYY>.csv               one file per calendar year
+
+Transactions columns (in this order): ``transaction_id`` (``T000000123``), ``customer_id``
+(``C0001234``), ``transaction_date`` (ISO date; plain text in CSV, a DATE column in parquet),
+``amount`` (2 decimals, ``.`` separator, negative = refund; in parquet a ``decimal128(12, 2)``
+column, so the value is exact), ``product_id`` (``P0042``), ``channel`` (``store``/``web``/``app``).
+
+NPS columns: ``response_id`` (``R00000123``), ``customer_id``, ``response_date`` (ISO date),
+``score`` (integer 0-10), ``survey`` (``onboarding``/``relational``), ``comment`` (mostly empty;
+some short Swedish/English texts, a few with commas, double quotes and å/ä/ö, CSV-quoted).
+
+CSV files: header row, ``,`` separator, UTF-8, ``\\n`` line endings, fields quoted only when
+needed. Rows are sorted by date, then id. The same arguments always give byte-identical files
+(one ``numpy.random.default_rng(seed)`` stream, no wall-clock values, no pandas metadata in the
+parquet file).
+
+The simulation, in short:
+
+* A programme that already existed when the data starts (a base of about a quarter of the
+  customers, alive on the first day) plus acquisition over the whole window, growing about
+  20 % a year, with a December/November peak and a summer dip.
+* Every customer has a purchase rate (lognormal, median ~3 a year) and a basket size (lognormal,
+  median ~550 SEK, correlated with the rate) and a lifetime with a piecewise-exponential churn
+  hazard that is about 2.5 times higher in the first two years and lower for frequent buyers.
+  Some lost customers come back after more than 12 months (a second spell), and infrequent
+  buyers naturally skip a year, so every 12-month period has new, lost and recovered customers.
+* Purchases are a seasonal Poisson process inside each spell (December peak, July low, a mild
+  weekday pattern); the first purchase happens on the join day and on the come-back day.
+* About 3 % of purchases get a refund row (negative, same customer/product/channel, same or a
+  smaller amount, 0-30 days later, never after ``as_of``).
+* ~200 products with Zipf-like popularity; channel mix store/web/app about 60/25/15.
+* NPS: ~30 % of customers who join inside the window answer an onboarding survey 90-110 days
+  after their first purchase; ~10 % of the customers active in a calendar year answer a
+  relational survey 1-14 days after one of their purchases. Scores rise with customer value and
+  fall for customers who are about to churn; overall NPS lands around +20 to +30.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import json
+import os
+import re
+import sys
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.csv as pa_csv
+import pyarrow.parquet as pq
+
+SAMPLE_AS_OF: datetime.date = datetime.date(2026, 10, 31)
+DEFAULT_CUSTOMERS = 100_000
+DEFAULT_SEED = 42
+
+__all__ = ["SAMPLE_AS_OF", "DEFAULT_CUSTOMERS", "DEFAULT_SEED", "generate_sample", "main"]
+
+# --------------------------------------------------------------------------------------------
+# Model parameters (tuned so that 100 000 customers over 4 years give ~1.2 M transaction rows,
+# top-20 % revenue share ~70 % and NPS ~+25).
+# --------------------------------------------------------------------------------------------
+_DAYS_PER_YEAR = 365.25
+_BASE_SHARE = 0.25  # share of customers who were already members when the data starts
+_ACQ_GROWTH = np.log(1.20)  # acquisition intensity grows 20 % a year
+_RATE_MEDIAN = 4.8  # purchases per year, median customer
+_RATE_SIGMA = 0.85
+_RATE_MIN, _RATE_MAX = 0.3, 52.0
+_BASKET_MEDIAN = 550.0  # SEK
+_BASKET_SIGMA = 0.55  # between customers
+_BASKET_RATE_CORR = 0.45
+_TXN_SIGMA = 0.45  # within customer, per purchase
+_AMOUNT_MIN, _AMOUNT_MAX = 49.0, 5000.0
+_HAZARD_EARLY = 0.55  # per year, first two years of a spell (retention ~58 %)
+_HAZARD_LATE = 0.22  # per year, later (retention ~80 %)
+_EARLY_YEARS = 2.0
+_HAZARD_RATE_ELASTICITY = -0.35  # frequent buyers churn less
+_RETURN_PROB = 0.55  # a churned customer comes back
+_RETURN_GAP_MIN_DAYS = 370
+_RETURN_GAP_MEAN_EXTRA_DAYS = 150.0
+_RETURN_RATE_FACTOR = 0.75
+_DORMANT_PROB = 0.15  # a first spell with a pause of more than a year in it
+_DORMANT_GAP_MIN_DAYS = 370
+_DORMANT_GAP_MEAN_EXTRA_DAYS = 120.0
+_N_PRODUCTS = 200
+_CHANNELS = ("store", "web", "app")
+_CHANNEL_MIX = np.array([0.60, 0.25, 0.15])
+_CHANNEL_LOYALTY = 0.70  # share of a customer's purchases in their primary channel
+_REFUND_PROB = np.array([0.02, 0.05, 0.04])  # by channel -> ~3 % overall
+_REFUND_FULL_SHARE = 0.65
+_REFUND_MAX_LAG_DAYS = 30
+_ONBOARDING_PROB = 0.30
+_ONBOARDING_LAG_DAYS = (90, 110)
+_RELATIONAL_PROB = 0.10
+_RELATIONAL_LAG_DAYS = (1, 14)
+
+# Month-of-year multipliers (index 0 = January) for purchase frequency and acquisition.
+_MONTH_FREQ = np.array([0.95, 0.85, 0.95, 1.00, 1.05, 0.85, 0.70, 0.85, 1.00, 1.00, 1.25, 1.60])
+_MONTH_BASKET = np.array([0.95, 1.00, 1.00, 1.00, 1.00, 0.97, 0.93, 0.97, 1.00, 1.00, 1.05, 1.15])
+_WEEKDAY_FREQ = np.array([0.90, 0.90, 0.95, 1.00, 1.10, 1.25, 0.90])  # Monday..Sunday
+
+_COMMENTS_PROMOTER = (
+    "Bra service, trevlig personal",
+    "Snabb leverans!",
+    "Älskar appen",
+    "Personalen i butiken är fantastisk",
+    'Fick hjälp direkt, "toppen"',
+    "Bästa bonusprogrammet",
+    "Great staff, always helpful",
+    "Smidigt att handla på webben",
+    "Bra erbjudanden för medlemmar",
+    "Lätt att hitta rätt storlek",
+)
+_COMMENTS_PASSIVE = (
+    "Okej, men lite dyrt",
+    "Bra sortiment men långa köer",
+    "Appen kunde vara bättre",
+    "Fine overall",
+    'Leveransen var "okej"',
+    "Saknar fler storlekar i butik",
+    "Helt okej upplevelse",
+)
+_COMMENTS_DETRACTOR = (
+    "För dyrt, och dålig service",
+    'Leveransen var "snart" i tre veckor',
+    "Kassan var stängd, köade i 20 min",
+    "Återbetalningen tog för lång tid",
+    "Hittade inte storleken; trött på det",
+    "Appen kraschar hela tiden",
+    "Too expensive, won't come back",
+    "Ingen svarade på mitt mejl",
+    'Fick en "present" som var trasig',
+)
+
+_TXN_FILE_RE = re.compile(r"^transactions_\d{4}\.(csv|parquet)$")
+_NPS_FILE_RE = re.compile(r"^nps_responses_\d{4}\.csv$")
+
+
+# --------------------------------------------------------------------------------------------
+# helpers
+# --------------------------------------------------------------------------------------------
+def _years_before(day: datetime.date, years: int) -> datetime.date:
+    try:
+        return day.replace(year=day.year - years)
+    except ValueError:  # 29 February
+        return day.replace(year=day.year - years, day=28)
+
+
+def _format_ids(prefix: str, numbers: np.ndarray, width: int) -> pa.Array:
+    """Vectorised ``f"{prefix}{n:0{width}d}"`` as an arrow string array."""
+    as_text = pc.cast(pa.array(np.asarray(numbers, dtype=np.int64)), pa.string())
+    return pc.binary_join_element_wise(prefix, pc.utf8_lpad(as_text, width, "0"), "")
+
+
+def _cents_to_decimal(cents: np.ndarray) -> pa.Array:
+    """Exact int64 öre -> decimal128(12, 2) (no float rounding involved)."""
+    cents = np.asarray(cents, dtype=np.int64)
+    if len(cents) and np.abs(cents).max() >= 10**12:
+        raise ValueError("amount does not fit decimal128(12, 2)")
+    words = np.empty((len(cents), 2), dtype="<i8")
+    words[:, 0] = cents
+    words[:, 1] = np.where(cents < 0, -1, 0)  # two's complement sign extension to 128 bits
+    return pa.Array.from_buffers(pa.decimal128(12, 2), len(cents), [None, pa.py_buffer(words.tobytes())])
+
+
+def _piecewise_lifetime_years(rng: np.random.Generator, early: np.ndarray, late: np.ndarray) -> np.ndarray:
+    """Lifetimes from a hazard that is ``early`` for the first _EARLY_YEARS and ``late`` after."""
+    e = rng.exponential(1.0, size=len(early))
+    cut = early * _EARLY_YEARS
+    return np.where(e < cut, e / early, _EARLY_YEARS + (e - cut) / late)
+
+
+def _remove_stale(folder: Path, pattern: re.Pattern, keep: set[str]) -> None:
+    for path in folder.iterdir():
+        if path.is_file() and pattern.match(path.name) and path.name not in keep:
+            path.unlink()
+
+
+# --------------------------------------------------------------------------------------------
+# the generator
+# --------------------------------------------------------------------------------------------
+def generate_sample(
+    out_dir: str | os.PathLike,
+    customers: int = DEFAULT_CUSTOMERS,
+    seed: int = DEFAULT_SEED,
+    as_of: datetime.date = SAMPLE_AS_OF,
+    years: int = 4,
+) -> dict:
+    """Writes the landing folder and returns a summary dict: {'transactions': n_rows,
+    'nps_responses': n_rows, 'customers': customers, 'as_of_date': 'YYYY-MM-DD',
+    'files': [relative paths]}
+
+    Dates span ``years`` years ending at ``as_of`` (inclusive): from the day after
+    ``as_of`` minus ``years`` years up to ``as_of``. Nothing is dated after ``as_of``.
+    ``customers`` is the number of distinct customer ids in the transactions; every one of them
+    has at least one purchase. Files of this generator's naming pattern left in the two
+    sub-folders by an earlier run with other arguments are removed, so the folder holds exactly
+    one sample. The parquet file stores ``amount`` as ``decimal128(12, 2)`` and
+    ``transaction_date`` as ``date32``.
+    """
+    if isinstance(as_of, datetime.datetime):
+        as_of = as_of.date()
+    if not isinstance(as_of, datetime.date):
+        as_of = datetime.date.fromisoformat(str(as_of))
+    customers = int(customers)
+    years = int(years)
+    if customers < 1:
+        raise ValueError("customers must be >= 1")
+    if years < 1:
+        raise ValueError("years must be >= 1")
+
+    rng = np.random.default_rng(seed)
+    start = _years_before(as_of, years) + datetime.timedelta(days=1)
+    n_days = (as_of - start).days + 1
+    last = n_days - 1  # day index of as_of
+    epoch0 = (start - datetime.date(1970, 1, 1)).days
+
+    # ---- calendar: per-day intensity and its cumulative sum (unit: purchases per rate-year) ----
+    day_dates = (np.arange(n_days) + epoch0).astype("datetime64[D]")
+    month = day_dates.astype("datetime64[M]").astype(np.int64) % 12
+    year_of_day = day_dates.astype("datetime64[Y]").astype(np.int64) + 1970
+    weekday = (np.arange(n_days) + epoch0 + 3) % 7  # 1970-01-01 was a Thursday -> Monday = 0
+    freq_w = _MONTH_FREQ[month] * _WEEKDAY_FREQ[weekday]
+    freq_w = freq_w / (_MONTH_FREQ.mean() * _WEEKDAY_FREQ.mean())
+    cum = np.concatenate([[0.0], np.cumsum(freq_w / _DAYS_PER_YEAR)])
+
+    def place(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+        """One random day in [a, b] per row, following the seasonal intensity."""
+        lo, hi = cum[a], cum[b + 1]
+        u = lo + rng.random(len(a)) * (hi - lo)
+        d = np.searchsorted(cum, u, side="right") - 1
+        return np.clip(d, a, b)
+
+    # ---- customers ------------------------------------------------------------------------
+    n_base = int(round(customers * _BASE_SHARE)) if customers > 3 else 0
+    n_new = customers - n_base
+    z1 = rng.standard_normal(customers)
+    z2 = rng.standard_normal(customers)
+    log_rate = np.log(_RATE_MEDIAN) + _RATE_SIGMA * z1
+    rate = np.clip(np.exp(log_rate), _RATE_MIN, _RATE_MAX)
+    zb = _BASKET_RATE_CORR * z1 + np.sqrt(1 - _BASKET_RATE_CORR**2) * z2
+    basket = np.exp(np.log(_BASKET_MEDIAN) + _BASKET_SIGMA * zb)
+    value_z = np.log(rate) + np.log(basket)
+    value_z = (value_z - value_z.mean()) / (value_z.std() or 1.0)
+    hazard_mult = np.clip((rate / _RATE_MEDIAN) ** _HAZARD_RATE_ELASTICITY, 0.3, 3.0)
+    primary_channel = rng.choice(3, size=customers, p=_CHANNEL_MIX)
+
+    # join day: base customers "before day 0", the rest by a growing, seasonal intensity
+    acq_w = np.exp(_ACQ_GROWTH * np.arange(n_days) / _DAYS_PER_YEAR) * _MONTH_FREQ[month] ** 1.2
+    acq_cdf = np.cumsum(acq_w)
+    acq_cdf /= acq_cdf[-1]
+    join_new = np.searchsorted(acq_cdf, rng.random(n_new), side="right").clip(0, last)
+    # customer numbers follow the membership order: base members first, then by join day
+    join = np.concatenate([np.full(n_base, -1, dtype=np.int64), np.sort(join_new)])
+    is_base = join < 0
+
+    # ---- spells (an active period of a customer) ------------------------------------------
+    early = _HAZARD_EARLY * hazard_mult
+    late = _HAZARD_LATE * hazard_mult
+    life1 = _piecewise_lifetime_years(rng, early, late)
+    life_base = rng.exponential(1.0, customers) / late  # base members are past their early years
+    life1 = np.where(is_base, life_base, life1)
+    a1 = np.maximum(join, 0)
+    end1_raw = a1 + np.floor(life1 * _DAYS_PER_YEAR).astype(np.int64)
+    b1 = np.minimum(end1_raw, last)
+
+    # dormancy: a pause of more than a year inside the first spell (the lifetime clock stops)
+    dormant = (rng.random(customers) < _DORMANT_PROB) & (end1_raw - a1 > 180)
+    d0 = a1 + np.floor(rng.random(customers) * (end1_raw - a1)).astype(np.int64)
+    d_gap = _DORMANT_GAP_MIN_DAYS + np.floor(rng.exponential(_DORMANT_GAP_MEAN_EXTRA_DAYS, customers)).astype(np.int64)
+    b1 = np.where(dormant, np.minimum(d0, last), b1)
+    dormant &= d0 + d_gap <= last
+    end1_raw = np.where(dormant, end1_raw + d_gap, end1_raw)
+    c1b = np.flatnonzero(dormant)
+
+    # a second life: some churned customers come back after more than a year
+    returns = (end1_raw < last) & (rng.random(customers) < _RETURN_PROB)
+    gap = _RETURN_GAP_MIN_DAYS + np.floor(rng.exponential(_RETURN_GAP_MEAN_EXTRA_DAYS, customers)).astype(np.int64)
+    a2 = end1_raw + gap
+    returns &= a2 <= last
+    life2 = _piecewise_lifetime_years(rng, early, late)
+    end2_raw = a2 + np.floor(life2 * _DAYS_PER_YEAR).astype(np.int64)
+    c2 = np.flatnonzero(returns)
+
+    s_cust = np.concatenate([np.arange(customers), c1b, c2])
+    s_a = np.concatenate([a1, (d0 + d_gap)[c1b], a2[c2]])
+    s_b = np.concatenate([b1, np.minimum(end1_raw[c1b], last), np.minimum(end2_raw[c2], last)])
+    s_rate = np.concatenate([rate, rate[c1b], rate[c2] * _RETURN_RATE_FACTOR])
+    # a forced purchase on the join day / come-back days; base members get at least one purchase
+    s_forced = np.concatenate([~is_base, np.ones(len(c1b) + len(c2), dtype=bool)])
+    s_min_one = np.concatenate([is_base, np.zeros(len(c1b) + len(c2), dtype=bool)])
+    # when is the customer truly gone (for NPS "about to churn"): the end of the last spell
+    final_end = np.where(returns, end2_raw, end1_raw)
+
+    # ---- purchases --------------------------------------------------------------------------
+    expected = s_rate * (cum[s_b + 1] - cum[s_a])
+    n_free = rng.poisson(expected)
+    n_free = np.where(s_min_one, np.maximum(n_free, 1), n_free)
+    forced_idx = np.flatnonzero(s_forced)
+    free_spell = np.repeat(np.arange(len(s_cust)), n_free)
+    p_day = np.concatenate([s_a[forced_idx], place(s_a[free_spell], s_b[free_spell])])
+    p_cust = np.concatenate([s_cust[forced_idx], s_cust[free_spell]])
+    n_p = len(p_day)
+
+    p_month = month[p_day]
+    mult = np.exp(_TXN_SIGMA * rng.standard_normal(n_p) - 0.5 * _TXN_SIGMA**2)
+    amount = basket[p_cust] * mult * _MONTH_BASKET[p_month]
+    p_cents = np.round(np.clip(amount, _AMOUNT_MIN, _AMOUNT_MAX) * 100).astype(np.int64)
+
+    popularity = 1.0 / (np.arange(_N_PRODUCTS) + 5.0) ** 1.05
+    popularity /= popularity.sum()
+    rank_to_product = rng.permutation(_N_PRODUCTS)  # the most popular product is not P0001
+    p_product = rank_to_product[rng.choice(_N_PRODUCTS, size=n_p, p=popularity)]
+    p_channel = np.where(
+        rng.random(n_p) < _CHANNEL_LOYALTY,
+        primary_channel[p_cust],
+        rng.choice(3, size=n_p, p=_CHANNEL_MIX),
+    )
+
+    # ---- refunds ----------------------------------------------------------------------------
+    refunded = np.flatnonzero(rng.random(n_p) < _REFUND_PROB[p_channel])
+    r_day = p_day[refunded] + rng.integers(0, _REFUND_MAX_LAG_DAYS + 1, size=len(refunded))
+    share = np.where(
+        rng.random(len(refunded)) < _REFUND_FULL_SHARE, 1.0, rng.uniform(0.1, 0.9, len(refunded))
+    )
+    r_cents = -np.maximum(np.floor(p_cents[refunded] * share), 1).astype(np.int64)
+    ok = r_day <= last
+    refunded, r_day, r_cents = refunded[ok], r_day[ok], r_cents[ok]
+
+    t_day = np.concatenate([p_day, r_day])
+    t_cust = np.concatenate([p_cust, p_cust[refunded]])
+    t_cents = np.concatenate([p_cents, r_cents])
+    t_product = np.concatenate([p_product, p_product[refunded]])
+    t_channel = np.concatenate([p_channel, p_channel[refunded]])
+    t_kind = np.concatenate([np.zeros(n_p, np.int8), np.ones(len(refunded), np.int8)])
+    order = np.lexsort((np.arange(len(t_day)), t_kind, t_cust, t_day))
+    t_day, t_cust, t_cents = t_day[order], t_cust[order], t_cents[order]
+    t_product, t_channel = t_product[order], t_channel[order]
+    n_t = len(t_day)
+
+    cust_width = max(7, len(str(customers)))
+    customer_ids = _format_ids("C", np.arange(1, customers + 1), cust_width)
+    product_ids = _format_ids("P", np.arange(1, _N_PRODUCTS + 1), 4)
+    channel_names = pa.array(_CHANNELS, pa.string())
+
+    # ---- NPS ------------------------------------------------------------------------------
+    # onboarding: customers who join inside the window
+    joiners = np.flatnonzero(~is_base)
+    joiners = joiners[rng.random(len(joiners)) < _ONBOARDING_PROB]
+    o_day = join[joiners] + rng.integers(_ONBOARDING_LAG_DAYS[0], _ONBOARDING_LAG_DAYS[1] + 1, len(joiners))
+    keep = o_day <= last
+    o_cust, o_day = joiners[keep], o_day[keep]
+
+    # relational: per calendar year, 10 % of the customers with a purchase in it, after one of them
+    p_year = year_of_day[p_day]
+    pick = np.lexsort((rng.random(n_p), p_year, p_cust))
+    first = np.ones(n_p, dtype=bool)
+    first[1:] = (p_cust[pick][1:] != p_cust[pick][:-1]) | (p_year[pick][1:] != p_year[pick][:-1])
+    chosen = pick[first]
+    # a calendar year only partly inside the window gets a proportionally smaller survey share
+    first_year = int(year_of_day[0])
+    days_in_window = np.bincount(year_of_day - first_year)
+    days_in_year = np.array(
+        [(datetime.date(y + 1, 1, 1) - datetime.date(y, 1, 1)).days for y in range(first_year, as_of.year + 1)]
+    )
+    coverage = days_in_window / days_in_year
+    chosen = chosen[rng.random(len(chosen)) < _RELATIONAL_PROB * coverage[p_year[chosen] - first_year]]
+    rel_day = p_day[chosen] + rng.integers(_RELATIONAL_LAG_DAYS[0], _RELATIONAL_LAG_DAYS[1] + 1, len(chosen))
+    keep = rel_day <= last
+    rel_cust, rel_day = p_cust[chosen][keep], rel_day[keep]
+
+    n_cust = np.concatenate([o_cust, rel_cust])
+    n_day = np.concatenate([o_day, rel_day])
+    n_survey = np.concatenate([np.zeros(len(o_cust), np.int8), np.ones(len(rel_cust), np.int8)])
+    churn_soon = (final_end[n_cust] < last) & (final_end[n_cust] - n_day <= 365)
+    latent = (
+        8.4
+        + 0.6 * value_z[n_cust]
+        + np.where(n_survey == 0, 0.3, 0.0)
+        - 1.3 * churn_soon
+        + 1.9 * rng.standard_normal(len(n_cust))
+    )
+    score = np.clip(np.rint(latent), 0, 10).astype(np.int64)
+    comment_p = np.where(score <= 6, 0.30, np.where(score <= 8, 0.08, 0.12))
+    has_comment = rng.random(len(score)) < comment_p
+    pools = (_COMMENTS_DETRACTOR, _COMMENTS_PASSIVE, _COMMENTS_PROMOTER)
+    band = np.where(score <= 6, 0, np.where(score <= 8, 1, 2))
+    pick_u = rng.random(len(score))
+    comments = np.full(len(score), None, dtype=object)
+    for b, pool in enumerate(pools):  # three vectorised picks, not a per-row loop
+        m = has_comment & (band == b)
+        comments[m] = np.asarray(pool, dtype=object)[(pick_u[m] * len(pool)).astype(np.int64)]
+
+    n_order = np.lexsort((n_survey, n_cust, n_day))
+    n_cust, n_day, n_survey = n_cust[n_order], n_day[n_order], n_survey[n_order]
+    score, comments = score[n_order], comments[n_order]
+    n_r = len(n_day)
+
+    # ---- write --------------------------------------------------------------------------
+    out = Path(out_dir)
+    tx_dir, nps_dir = out / "transactions", out / "nps"
+    tx_dir.mkdir(parents=True, exist_ok=True)
+    nps_dir.mkdir(parents=True, exist_ok=True)
+
+    transactions = pa.table(
+        {
+            "transaction_id": _format_ids("T", np.arange(1, n_t + 1), 9),
+            "customer_id": customer_ids.take(pa.array(t_cust)),
+            "transaction_date": pa.array((t_day + epoch0).astype("datetime64[D]")),
+            "amount": _cents_to_decimal(t_cents),
+            "product_id": product_ids.take(pa.array(t_product)),
+            "channel": channel_names.take(pa.array(t_channel)),
+        }
+    )
+    nps_frame = pd.DataFrame(
+        {
+            "response_id": np.asarray(_format_ids("R", np.arange(1, n_r + 1), 8).to_pylist(), dtype=object),
+            "customer_id": np.asarray(customer_ids.take(pa.array(n_cust)).to_pylist(), dtype=object),
+            "response_date": np.datetime_as_string((n_day + epoch0).astype("datetime64[D]"), unit="D").astype(object),
+            "score": score,
+            "survey": np.where(n_survey == 0, "onboarding", "relational").astype(object),
+            "comment": comments,
+        }
+    )
+
+    files: list[str] = []
+    written_tx: set[str] = set()
+    written_nps: set[str] = set()
+    t_year = year_of_day[t_day]
+    r_year = year_of_day[n_day]
+    csv_opts = pa_csv.WriteOptions(quoting_style="none", quoting_header="none")
+    for yr in range(start.year, as_of.year + 1):
+        rows = np.flatnonzero(t_year == yr)
+        part = transactions.take(pa.array(rows))
+        if yr == as_of.year:
+            name = f"transactions_{yr}.parquet"
+            pq.write_table(part, tx_dir / name, compression="zstd", store_schema=True)
+        else:
+            name = f"transactions_{yr}.csv"
+            pa_csv.write_csv(part, tx_dir / name, csv_opts)
+        written_tx.add(name)
+        files.append(f"transactions/{name}")
+
+        name = f"nps_responses_{yr}.csv"
+        nps_frame.iloc[np.flatnonzero(r_year == yr)].to_csv(
+            nps_dir / name, index=False, encoding="utf-8", lineterminator="\n"
+        )
+        written_nps.add(name)
+        files.append(f"nps/{name}")
+
+    _remove_stale(tx_dir, _TXN_FILE_RE, written_tx)
+    _remove_stale(nps_dir, _NPS_FILE_RE, written_nps)
+
+    return {
+        "transactions": int(n_t),
+        "nps_responses": int(n_r),
+        "customers": customers,
+        "as_of_date": as_of.isoformat(),
+        "files": sorted(files),
+    }
+
+
+# --------------------------------------------------------------------------------------------
+# command line
+# --------------------------------------------------------------------------------------------
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="python -m dagster_project.sample_data",
+        description="Write a deterministic sample landing folder for the loyalty warehouse.",
+    )
+    parser.add_argument("--out", help="landing folder to write (transactions/ and nps/ inside)")
+    parser.add_argument("--customers", type=int, default=DEFAULT_CUSTOMERS)
+    parser.add_argument("--seed", type=int, default=DEFAULT_SEED)
+    parser.add_argument("--as-of", type=datetime.date.fromisoformat, default=SAMPLE_AS_OF, help="YYYY-MM-DD")
+    parser.add_argument("--years", type=int, default=4)
+    parser.add_argument("--print-as-of", action="store_true", help="print the bundled sample's as-of date and exit")
+    args = parser.parse_args(argv)
+    if args.print_as_of:
+        print(SAMPLE_AS_OF.isoformat())
+        return 0
+    if not args.out:
+        parser.error("--out is required (or use --print-as-of)")
+    summary = generate_sample(args.out, customers=args.customers, seed=args.seed, as_of=args.as_of, years=args.years)
+    json.dump(summary, sys.stdout, indent=2)
+    sys.stdout.write("\n")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,67 @@
+{#- The business rules that several models share. Constants come from vars (config.py). -#}
+
+{% macro as_of_date() -%}
+    cast('{{ var("as_of_date") }}' as date)
+{%- endmacro %}
+
+{#- Last day of period k: as_of − period_months·k months (month ends clamp: Mar 31 − 1 month = Feb 28/29). -#}
+{% macro period_end(period_index) -%}
+    cast({{ dbt.dateadd('month', '-1 * ' ~ var('period_months') ~ ' * (' ~ period_index ~ ')', as_of_date()) }} as date)
+{%- endmacro %}
+
+{#- First day of period k: the day after the end of period k + 1. -#}
+{% macro period_start(period_index) -%}
+    cast({{ dbt.dateadd('day', 1, period_end('(' ~ period_index ~ ') + 1')) }} as date)
+{%- endmacro %}
+
+{#- Value segment from the value share (customers with strictly higher revenue ÷ active customers). -#}
+{% macro value_segment(value_share) -%}
+    {%- set cutoffs = var('segment_cutoffs') -%}
+    case
+        when {{ value_share }} < {{ cutoffs['super'] }} then 'super'
+        when {{ value_share }} < {{ cutoffs['top'] }} then 'top'
+        when {{ value_share }} < {{ cutoffs['middle'] }} then 'middle'
+        else 'bottom'
+    end
+{%- endmacro %}
+
+{#- 1 = the most valuable segment; a lower rank in the later period is an upgrade. -#}
+{% macro segment_rank(segment) -%}
+    case {{ segment }} when 'super' then 1 when 'top' then 2 when 'middle' then 3 when 'bottom' then 4 end
+{%- endmacro %}
+
+{#- The four segments as rows (value_segment, segment_rank), for reports that list every segment. -#}
+{% macro segment_rows() -%}
+    select 'super' as value_segment, 1 as segment_rank
+    union all select 'top', 2
+    union all select 'middle', 3
+    union all select 'bottom', 4
+{%- endmacro %}
+
+{% macro nps_category(score) -%}
+    case
+        when {{ score }} >= {{ var('nps_promoter_min') }} then 'promoter'
+        when {{ score }} >= {{ var('nps_passive_min') }} then 'passive'
+        else 'detractor'
+    end
+{%- endmacro %}
+
+{#- Portable integer series 0 … 10^digits − 1 (no generate_series, so other adapters can run it). -#}
+{% macro integer_series(digits=3) -%}
+    {%- set alias_names = [] -%}
+    select
+        {% for i in range(digits) -%}
+        d{{ i }}.n * {{ 10 ** i }}{% if not loop.last %} + {% endif %}
+        {%- endfor %} as n
+    from
+        {% for i in range(digits) -%}
+        (select 0 as n union all select 1 union all select 2 union all select 3 union all select 4
+         union all select 5 union all select 6 union all select 7 union all select 8 union all select 9) as d{{ i }}
+        {%- if not loop.last %} cross join {% endif %}
+        {% endfor %}
+{%- endmacro %}
+
+{#- Division that yields null instead of failing on a zero denominator. -#}
+{% macro safe_divide(numerator, denominator) -%}
+    (cast({{ numerator }} as double) / nullif(cast({{ denominator }} as double), 0))
+{%- endmacro %}

@@ -1,0 +1,93 @@
+{#- CLV per value segment of period k = revenue per customer per year (period k) × duration
+    (from the segment's retention between k + 1 and k). The total row uses all active customers;
+    its portfolio value is the sum over segments, not customers × the average CLV. -#}
+with
+
+segmented as (
+    select * from {{ ref('int_customer_periods_segmented') }}
+),
+
+retention as (
+    select * from {{ ref('segment_retention') }}
+),
+
+segments as (
+    {{ segment_rows() }}
+),
+
+grid as (
+    select retention.period_index, segments.value_segment, segments.segment_rank
+    from (select distinct period_index from retention) as retention
+    cross join segments
+),
+
+by_segment as (
+    select
+        grid.period_index,
+        grid.value_segment,
+        grid.segment_rank,
+        count(segmented.customer_id) as customers,
+        coalesce(sum(segmented.purchases), 0) as purchases,
+        coalesce(sum(segmented.revenue), 0) as revenue
+    from grid
+    left join segmented
+        on segmented.period_index = grid.period_index
+        and segmented.value_segment = grid.value_segment
+    group by grid.period_index, grid.value_segment, grid.segment_rank
+),
+
+with_total as (
+    select * from by_segment
+    union all
+    select period_index, 'total', 5, sum(customers), sum(purchases), sum(revenue)
+    from by_segment
+    group by period_index
+),
+
+valued as (
+    select
+        with_total.*,
+        retention.duration_years,
+        retention.retention_rate,
+        {{ safe_divide('with_total.revenue', 'with_total.customers') }} * 12.0 / {{ var('period_months') }} as revenue_per_customer
+    from with_total
+    inner join retention
+        on with_total.period_index = retention.period_index
+        and with_total.value_segment = retention.value_segment
+),
+
+with_clv as (
+    select
+        valued.*,
+        revenue_per_customer * duration_years as clv
+    from valued
+),
+
+final as (
+    select
+        {{ as_of_date() }} as as_of_date,
+        period_index,
+        value_segment,
+        cast(customers as bigint) as customers,
+        cast(purchases as bigint) as purchases,
+        cast(revenue as decimal(18, 2)) as revenue,
+        {{ safe_divide('purchases', 'customers') }} as purchases_per_customer,
+        {{ safe_divide('revenue', 'purchases') }} as revenue_per_purchase,
+        revenue_per_customer,
+        duration_years,
+        clv,
+        -- Index against the lowest (bottom) segment; none for the total row.
+        case
+            when value_segment <> 'total' then
+                {{ safe_divide('clv', "max(case when value_segment = 'bottom' then clv end) over (partition by period_index)") }}
+        end as clv_index,
+        retention_rate,
+        case
+            when value_segment = 'total'
+                then sum(case when value_segment <> 'total' then customers * clv end) over (partition by period_index)
+            else customers * clv
+        end as portfolio_value
+    from with_clv
+)
+
+select * from final
