@@ -21,7 +21,6 @@ help: ## list the targets
 $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	@$(BIN)/python -c 'import sys; assert sys.version_info[:2] == (3, 11), "Python 3.11 is required, found " + sys.version' 
-	$(BIN)/pip install --quiet --upgrade pip $(PIP_QUIET)
 	$(BIN)/pip install --quiet -e '.[dev]' $(PIP_QUIET)
 	@touch $(STAMP)
 

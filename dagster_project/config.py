@@ -40,6 +40,33 @@ class LoyaltyConfig:
     # NPS answer bands (inclusive lower bounds): promoters 9–10, passives 7–8, detractors 0–6.
     nps_promoter_min: int = 9
     nps_passive_min: int = 7
+    # Lifecycle stages at the as-of date (checked in this order: lost, won_back, new, at_risk, active).
+    lost_after_days: int = 365  # no purchase for this long: lost (non-contractual churn)
+    won_back_days: int = 100  # a purchase this recently after a gap longer than lost_after_days
+    new_customer_days: int = 100  # first purchase ever this recently: new (onboarding window)
+    at_risk_min_days: int = 90  # at risk after max(this, gap factor × own median gap) days
+    at_risk_gap_factor: float = 2.0
+    detractor_followup_days: int = 30  # a detractor answer this recent triggers a follow-up call
+    nps_due_from_day: int = 90  # onboarding NPS is due between these days after the first purchase
+    nps_due_to_day: int = 110
+    # Ingest: rows dated before this are quarantined as implausible; rejected files fail the run
+    # unless skip_rejected_files is true.
+    business_start_date: str = "2000-01-01"
+    skip_rejected_files: bool = False
+    # Export for marketing automation: folder, columns of personal data allowed besides customer_id,
+    # and the oldest consent file (in days) the export accepts.
+    export_dir: str = "data/exports"
+    export_pii_columns: tuple[str, ...] = ()
+    consent_max_age_days: int = 7
+    # Published read-only copy for BI tools.
+    publish_dir: str = "data/published"
+    # Nightly schedule.
+    schedule_cron: str = "0 2 * * *"
+    schedule_timezone: str = "Europe/Stockholm"
+    # DuckDB resources (None: DuckDB's defaults); a temp directory lets large runs spill to disk.
+    duckdb_memory_limit: str | None = None
+    duckdb_threads: int | None = None
+    duckdb_temp_dir: str | None = None
 
     def __post_init__(self) -> None:
         validate(self)
@@ -51,6 +78,14 @@ class LoyaltyConfig:
     @property
     def warehouse_path(self) -> Path:
         return resolve_path(self.warehouse)
+
+    @property
+    def export_path(self) -> Path:
+        return resolve_path(self.export_dir)
+
+    @property
+    def publish_path(self) -> Path:
+        return resolve_path(self.publish_dir)
 
     def with_overrides(self, **overrides: Any) -> "LoyaltyConfig":
         """A copy with the non-None overrides applied (CLI flags win over the file)."""
@@ -74,6 +109,19 @@ def validate(config: LoyaltyConfig) -> None:
         raise ConfigError(f"segment_cutoffs must rise strictly within (0, 1): {cutoffs}")
     if not 0 <= config.nps_passive_min < config.nps_promoter_min <= 10:
         raise ConfigError("nps bands need 0 <= nps_passive_min < nps_promoter_min <= 10")
+    for name in ("lost_after_days", "won_back_days", "new_customer_days", "at_risk_min_days",
+                 "detractor_followup_days", "nps_due_from_day", "nps_due_to_day", "consent_max_age_days"):
+        value = getattr(config, name)
+        if not isinstance(value, int) or isinstance(value, bool) or value < 0:
+            raise ConfigError(f"{name} must be a whole number of days >= 0, got {value!r}")
+    if not isinstance(config.at_risk_gap_factor, (int, float)) or config.at_risk_gap_factor <= 0:
+        raise ConfigError(f"at_risk_gap_factor must be a positive number, got {config.at_risk_gap_factor!r}")
+    if config.nps_due_from_day > config.nps_due_to_day:
+        raise ConfigError("nps_due_from_day must not be after nps_due_to_day")
+    try:
+        dt.date.fromisoformat(str(config.business_start_date))
+    except ValueError as error:
+        raise ConfigError(f"business_start_date must be YYYY-MM-DD, got {config.business_start_date!r}") from error
 
 
 def load_config(path: str | os.PathLike | None = None) -> LoyaltyConfig:
@@ -93,6 +141,8 @@ def load_config(path: str | os.PathLike | None = None) -> LoyaltyConfig:
     unknown = sorted(set(data) - known)
     if unknown:
         raise ConfigError(f"{file}: unknown keys {unknown}; known keys: {sorted(known)}")
+    if "export_pii_columns" in data:
+        data["export_pii_columns"] = tuple(data["export_pii_columns"] or ())
     try:
         return LoyaltyConfig(**data)
     except ConfigError as error:
@@ -107,6 +157,14 @@ def dbt_vars(config: LoyaltyConfig, as_of_date: dt.date) -> dict[str, Any]:
         "segment_cutoffs": {name: float(config.segment_cutoffs[name]) for name in SEGMENTS[:-1]},
         "nps_promoter_min": config.nps_promoter_min,
         "nps_passive_min": config.nps_passive_min,
+        "lost_after_days": config.lost_after_days,
+        "won_back_days": config.won_back_days,
+        "new_customer_days": config.new_customer_days,
+        "at_risk_min_days": config.at_risk_min_days,
+        "at_risk_gap_factor": float(config.at_risk_gap_factor),
+        "detractor_followup_days": config.detractor_followup_days,
+        "nps_due_from_day": config.nps_due_from_day,
+        "nps_due_to_day": config.nps_due_to_day,
         "warehouse_path": str(config.warehouse_path),
     }
 

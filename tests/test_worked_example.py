@@ -1,0 +1,96 @@
+"""DOMAIN.md's worked example reproduced exactly by the pipeline: every figure of the flow table,
+the F12 line and the CLV/portfolio table, read from the marts after a real in-process run."""
+
+import pytest
+
+from dagster_project.resources import LoyaltySettings
+from dagster_project.runner import run_pipeline
+
+from .support import query
+from .worked_example import (
+    AS_OF,
+    EXPECTED_CLV,
+    EXPECTED_FLOW_TOTALS,
+    EXPECTED_FLOWS,
+    EXPECTED_PREVIOUS_SEGMENTS,
+    matches_displayed,
+    write_worked_example,
+)
+
+
+@pytest.fixture(scope="module")
+def warehouse(tmp_path_factory):
+    raw = tmp_path_factory.mktemp("worked_example_raw")
+    write_worked_example(raw)
+    path = tmp_path_factory.mktemp("worked_example_wh") / "warehouse.duckdb"
+    outcome = run_pipeline(LoyaltySettings(as_of_date=AS_OF.isoformat(), raw_dir=str(raw), warehouse=str(path)))
+    assert outcome.success, outcome.failure
+    return path
+
+
+def test_flow_matrix_cells(warehouse):
+    rows = query(
+        warehouse,
+        "select from_segment, to_segment, flow, customers, purchases, revenue, revenue_per_customer"
+        " from marts.segment_flow_matrix where period_index = 0",
+    )
+    cells = {(f, t, flow): (c, p, r, rpc) for f, t, flow, c, p, r, rpc in rows}
+    assert set(cells) == set(EXPECTED_FLOWS)
+    for key, expected in EXPECTED_FLOWS.items():
+        customers, purchases, revenue, revenue_per_customer = cells[key]
+        if key[2] == "lost":
+            assert (customers, purchases, revenue) == (expected[0], 0, expected[1]), key
+        else:
+            assert (customers, purchases) == expected[:2], key
+            assert matches_displayed(revenue_per_customer, expected[2], 0), (key, revenue_per_customer)
+
+
+def test_flow_matrix_totals_per_to_segment(warehouse):
+    rows = query(
+        warehouse,
+        "select to_segment, sum(customers), sum(purchases), sum(revenue) / sum(customers)"
+        " from marts.segment_flow_matrix where period_index = 0 and to_segment is not null group by to_segment",
+    )
+    for segment, customers, purchases, revenue_per_customer in rows:
+        expected = EXPECTED_FLOW_TOTALS[segment]
+        assert (customers, purchases) == expected[:2], segment
+        assert matches_displayed(revenue_per_customer, expected[2], 0), segment
+
+
+def test_previous_period_segments(warehouse):
+    rows = query(
+        warehouse,
+        "select value_segment, count(*), sum(purchases), sum(revenue) from marts.customer_period_facts"
+        " where period_index = 1 and value_segment is not null group by value_segment",
+    )
+    assert {segment: (c, p, r) for segment, c, p, r in rows} == EXPECTED_PREVIOUS_SEGMENTS
+
+
+def test_clv_and_portfolio_table(warehouse):
+    rows = query(
+        warehouse,
+        "select value_segment, customers, duration_years, purchases, revenue, purchases_per_customer,"
+        " revenue_per_purchase, revenue_per_customer, clv, clv_index, 100 * retention_rate, portfolio_value"
+        " from marts.segment_clv where period_index = 0",
+    )
+    names = ["customers", "duration_years", "purchases", "revenue", "purchases_per_customer",
+             "revenue_per_purchase", "revenue_per_customer", "clv", "clv_index", "retention_pct", "portfolio_value"]
+    table = {row[0]: dict(zip(names, row[1:])) for row in rows}
+    assert set(table) == set(EXPECTED_CLV)
+    for segment, fields in EXPECTED_CLV.items():
+        for field, (displayed, decimals) in fields.items():
+            assert matches_displayed(table[segment][field], displayed, decimals), (segment, field, table[segment][field])
+    assert table["total"]["clv_index"] is None
+
+
+def test_retention_table_matches_the_lost_column(warehouse):
+    rows = query(
+        warehouse,
+        "select value_segment, base_customers, lost_customers from marts.segment_retention where period_index = 0",
+    )
+    lost = {segment: c for (f, t, flow), (c, *_) in EXPECTED_FLOWS.items() if flow == "lost" for segment in [f]}
+    for segment, base, lost_customers in rows:
+        if segment == "total":
+            assert (base, lost_customers) == (94387, 33570)
+        else:
+            assert (base, lost_customers) == (EXPECTED_PREVIOUS_SEGMENTS[segment][0], lost[segment]), segment
