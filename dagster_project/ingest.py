@@ -180,13 +180,15 @@ def _land_file(con, source: RawSource, path: Path, name: str, file_order: int) -
 
 
 def _load_batch(con, source: RawSource, files: list[tuple[str, str, Path]]) -> list[FileOutcome]:
-    key = source.key
     names = [c.name for c in source.columns]
     typed = ", ".join(f"{typed_expression(c)} as {c.name}" for c in source.columns)
     rules = [rule for c in source.columns for rule in violation_expressions(c)]
     reason = "case " + " ".join(f"when {cond} then {quote_literal(why)}" for cond, why in rules) + " end"
-    values = ", ".join(f"{n} := {n}" for n in names if n != key)
-    conflict = quote_literal(CONFLICT_REASON.format(key=key))
+    values = ", ".join(f"{n} := {n}" for n in names if n != source.key)
+    # Rows are identified by their key; keyless sources (events) by all their values.
+    key = "row_key"
+    key_expression = source.key or f"struct_pack({values})"
+    conflict = quote_literal(CONFLICT_REASON.format(key=source.key or "row"))
     file_names = [name for name, _, _ in files]
 
     # A changed file replaces what the earlier version of the same file loaded.
@@ -198,7 +200,7 @@ def _load_batch(con, source: RawSource, files: list[tuple[str, str, Path]]) -> l
         f"""
         create or replace temp table checked as
         with typed as (select *, {typed} from landing_batch)
-        select *, {reason} as reason, struct_pack({values}) as row_values from typed
+        select *, {reason} as reason, struct_pack({values}) as row_values, {key_expression} as row_key from typed
         """
     )
     con.execute(
@@ -206,11 +208,11 @@ def _load_batch(con, source: RawSource, files: list[tuple[str, str, Path]]) -> l
         create or replace temp table decided as
         with valid as (select * from checked where reason is null),
         existing as (
-            select {key}, struct_pack({values}) as row_values from raw.{source.table}
-            where {key} in (select {key} from valid)
+            select {key_expression} as row_key, struct_pack({values}) as row_values from raw.{source.table}
+            where {key_expression} in (select row_key from valid)
         ),
         earlier_conflicts as (
-            select distinct {key} from raw.{source.quarantine_table} where reason = {conflict}
+            select distinct {source.key or "null"} as row_key from raw.{source.quarantine_table} where reason = {conflict}
         ),
         versions as (
             select {key}, row_values from valid union all select {key}, row_values from existing
@@ -232,12 +234,12 @@ def _load_batch(con, source: RawSource, files: list[tuple[str, str, Path]]) -> l
         insert into raw.{source.quarantine_table}
         select source_file, line_number, {', '.join(f'cast({n} as varchar)' for n in names)}, extra_columns, {conflict}
         from raw.{source.table}
-        where {key} in (select c.{key} from checked c join decided d using (source_file, line_number) where d.is_conflict)
+        where {key_expression} in (select c.row_key from checked c join decided d using (source_file, line_number) where d.is_conflict)
         """
     )
     con.execute(
-        f"""delete from raw.{source.table} where {key} in
-        (select c.{key} from checked c join decided d using (source_file, line_number) where d.is_conflict)"""
+        f"""delete from raw.{source.table} where {key_expression} in
+        (select c.row_key from checked c join decided d using (source_file, line_number) where d.is_conflict)"""
     )
     con.execute(
         f"""

@@ -3,7 +3,8 @@
 import dagster as dg
 
 from .ingest import FileOutcome, ingest_source
-from .raw_contract import NPS_RESPONSES, TRANSACTIONS, RawSource
+from .erasure import apply_erasures
+from .raw_contract import CUSTOMERS, ERASURES, NPS_RESPONSES, TRANSACTIONS, RawSource
 from .resources import LoyaltySettings
 from .warehouse import connect
 
@@ -46,4 +47,33 @@ def transactions(context: dg.AssetExecutionContext, settings: LoyaltySettings) -
 def nps_responses(context: dg.AssetExecutionContext, settings: LoyaltySettings) -> dg.MaterializeResult:
     return _ingest(context, settings, NPS_RESPONSES)
 
-INGEST_ASSETS = [transactions, nps_responses]
+@dg.asset(
+    key_prefix=["raw"],
+    group_name="ingest",
+    description="Optional marketing consent events from <raw_dir>/customers/*.csv|*.parquet.",
+    deps=[nps_responses],
+)
+def customers(context: dg.AssetExecutionContext, settings: LoyaltySettings) -> dg.MaterializeResult:
+    return _ingest(context, settings, CUSTOMERS)
+
+
+@dg.asset(
+    key_prefix=["raw"],
+    group_name="ingest",
+    description=(
+        "Right-to-erasure requests from <raw_dir>/erasures/*.csv; every run removes these customers "
+        "from all raw and quarantine tables, so no mart or export built after it holds them."
+    ),
+    deps=[transactions, nps_responses, customers],
+)
+def erasures(context: dg.AssetExecutionContext, settings: LoyaltySettings) -> dg.MaterializeResult:
+    result = _ingest(context, settings, ERASURES)
+    with connect(settings.loyalty_config().warehouse_path) as con:
+        removed = apply_erasures(con)
+    for table, rows in removed.items():
+        if rows:
+            context.log.info(f"erasure: removed {rows} rows from {table}")
+    return dg.MaterializeResult(metadata={**result.metadata, "rows_erased": sum(removed.values())})
+
+
+INGEST_ASSETS = [transactions, nps_responses, customers, erasures]

@@ -9,7 +9,7 @@ from __future__ import annotations
 import dataclasses
 from typing import Literal
 
-Kind = Literal["id", "text", "date", "amount", "score"]
+Kind = Literal["id", "text", "date", "timestamp", "amount", "score", "boolean"]
 
 # ISO 8601 date, optionally followed by a time (and zone): 2024-05-01, 2024-05-01T10:15:00Z.
 ISO_DATE_PATTERN = r"\d{4}-\d{2}-\d{2}([T ]\d{2}:\d{2}(:\d{2}(\.\d+)?)?(Z|[+-]\d{2}(:?\d{2})?)?)?"
@@ -29,7 +29,7 @@ class RawSource:
 
     table: str
     folder: str
-    key: str
+    key: str | None  # None: rows are events; only exact repeats are duplicates, nothing conflicts
     columns: tuple[RawColumn, ...]
 
     @property
@@ -73,12 +73,39 @@ NPS_RESPONSES = RawSource(
     ),
 )
 
-RAW_SOURCES = (TRANSACTIONS, NPS_RESPONSES)
+# Optional: marketing consent per customer. When this folder has files, the export leaves out
+# customers without consent (never the analytics).
+CUSTOMERS = RawSource(
+    table="customers",
+    folder="customers",
+    key=None,  # consent changes over time: the latest consent_updated_at per customer wins
+    columns=(
+        RawColumn("customer_id", "id"),
+        RawColumn("marketing_consent", "boolean"),
+        RawColumn("consent_updated_at", "timestamp"),
+        RawColumn("email", "text", required=False),
+    ),
+)
+
+# Optional: right-to-erasure requests; the next run removes these customers everywhere.
+ERASURES = RawSource(
+    table="erasures",
+    folder="erasures",
+    key=None,
+    columns=(
+        RawColumn("customer_id", "id"),
+        RawColumn("requested_at", "timestamp", required=False),
+    ),
+)
+
+RAW_SOURCES = (TRANSACTIONS, NPS_RESPONSES, CUSTOMERS, ERASURES)
 
 SQL_TYPES: dict[Kind, str] = {
     "id": "varchar",
     "text": "varchar",
     "date": "date",
+    "timestamp": "timestamp",
+    "boolean": "boolean",
     "amount": "decimal(18, 2)",
     "score": "integer",
 }
@@ -91,6 +118,13 @@ def typed_expression(column: RawColumn) -> str:
         return value if column.kind == "id" else f"raw_{column.name}"
     if column.kind == "date":
         return f"case when regexp_full_match({value}, '{ISO_DATE_PATTERN}') then try_cast(left({value}, 10) as date) end"
+    if column.kind == "timestamp":
+        return f"case when regexp_full_match({value}, '{ISO_DATE_PATTERN}') then try_cast(replace(rtrim({value}, 'Z'), 'T', ' ') as timestamp) end"
+    if column.kind == "boolean":
+        return (
+            f"case lower({value}) when 'true' then true when '1' then true when 'yes' then true when 'ja' then true"
+            " when 'false' then false when '0' then false when 'no' then false when 'nej' then false end"
+        )
     if column.kind == "amount":
         return f"try_cast({value} as decimal(18, 2))"
     # Scores are whole numbers: '9.5' or 'nio' are unreadable, not rounded.
@@ -104,8 +138,10 @@ def violation_expressions(column: RawColumn) -> list[tuple[str, str]]:
     rules: list[tuple[str, str]] = []
     if column.required:
         rules.append((f"{raw} is null", f"missing {column.name}"))
-    if column.kind == "date":
+    if column.kind in ("date", "timestamp"):
         rules.append((f"{raw} is not null and {typed} is null", f"{column.name} is not an ISO date (YYYY-MM-DD)"))
+    elif column.kind == "boolean":
+        rules.append((f"{raw} is not null and {typed} is null", f"{column.name} is not true/false"))
     elif column.kind == "amount":
         rules.append((f"{raw} is not null and {typed} is null", f"{column.name} is not a number"))
         rules.append((f"{typed} = 0", f"{column.name} is zero"))

@@ -7,6 +7,9 @@ from dagster_project.definitions import defs
 EXPECTED_ASSET_KEYS = {
     "raw/transactions",
     "raw/nps_responses",
+    "raw/customers",
+    "raw/erasures",
+    "staging/stg_raw__customers",
     "staging/stg_raw__transactions",
     "staging/stg_raw__nps_responses",
     "intermediate/int_periods",
