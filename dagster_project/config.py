@@ -53,6 +53,9 @@ class LoyaltyConfig:
     # unless skip_rejected_files is true.
     business_start_date: str = "2000-01-01"
     skip_rejected_files: bool = False
+    # Per landing folder (transactions, nps, customers, erasures): delimiter, decimal_separator,
+    # encoding ("utf-8" or "cp1252"); anything left out is detected.
+    landing_formats: Mapping[str, Mapping[str, str]] = dataclasses.field(default_factory=dict)
     # Export for marketing automation: folder, columns of personal data allowed besides customer_id,
     # and the oldest consent file (in days) the export accepts.
     export_dir: str = "data/exports"
@@ -118,6 +121,12 @@ def validate(config: LoyaltyConfig) -> None:
         raise ConfigError(f"at_risk_gap_factor must be a positive number, got {config.at_risk_gap_factor!r}")
     if config.nps_due_from_day > config.nps_due_to_day:
         raise ConfigError("nps_due_from_day must not be after nps_due_to_day")
+    for folder, fmt in dict(config.landing_formats).items():
+        unknown = set(fmt) - {"delimiter", "decimal_separator", "encoding"}
+        if unknown:
+            raise ConfigError(f"landing_formats.{folder}: unknown keys {sorted(unknown)}")
+        if fmt.get("decimal_separator") not in (None, ".", ","):
+            raise ConfigError(f"landing_formats.{folder}.decimal_separator must be '.' or ','")
     try:
         dt.date.fromisoformat(str(config.business_start_date))
     except ValueError as error:

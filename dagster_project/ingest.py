@@ -14,7 +14,8 @@ from pathlib import Path
 
 import duckdb
 
-from .raw_contract import SQL_TYPES, RawSource, typed_expression, violation_expressions
+from .landing_files import LANDING_TABLE, LandingFormat, RejectedFile, land, landing_column_sql
+from .raw_contract import SQL_TYPES, DateLimits, RawSource, typed_expression, violation_expressions
 from .warehouse import quote_identifier, quote_literal
 
 LANDING_EXTENSIONS = (".csv", ".parquet")
@@ -62,7 +63,7 @@ def ensure_raw_tables(con: duckdb.DuckDBPyConnection, source: RawSource) -> None
     )
     con.execute(
         f"create table if not exists raw.{source.quarantine_table} (source_file varchar not null,"
-        f" line_number bigint, {texts}, extra_columns varchar, reason varchar not null)"
+        f" line_number bigint, {texts}, extra_columns varchar, raw_line varchar, reason varchar not null)"
     )
     con.execute(
         "create table if not exists raw.ingest_log (source varchar not null, source_file varchar not null,"
@@ -72,7 +73,13 @@ def ensure_raw_tables(con: duckdb.DuckDBPyConnection, source: RawSource) -> None
 
 
 def ingest_source(
-    con: duckdb.DuckDBPyConnection, source: RawSource, raw_dir: Path, *, skip_rejected: bool = False
+    con: duckdb.DuckDBPyConnection,
+    source: RawSource,
+    raw_dir: Path,
+    *,
+    skip_rejected: bool = False,
+    limits: DateLimits | None = None,
+    fmt: LandingFormat = LandingFormat(),
 ) -> list[FileOutcome]:
     """Loads the new and changed files of one source in one transaction; returns one outcome per file."""
     ensure_raw_tables(con, source)
@@ -87,13 +94,13 @@ def ingest_source(
             if outcome is not None:
                 outcomes.append(outcome)
                 continue
-            error = _land_file(con, source, path, name, len(to_load))
+            error = _land_file(con, source, path, name, len(to_load), fmt)
             if error:
                 outcomes.append(FileOutcome(name, digest, "rejected", message=error))
             else:
                 to_load.append((name, digest, path))
         if to_load:
-            outcomes.extend(_load_batch(con, source, to_load))
+            outcomes.extend(_load_batch(con, source, to_load, limits))
         _write_log(con, source, outcomes)
         rejected = [o for o in outcomes if o.status == "rejected"]
         if rejected and not skip_rejected:
@@ -129,61 +136,55 @@ def _known_file_outcome(con, source: RawSource, name: str, digest: str) -> FileO
     return None
 
 
-def _read_expression(path: Path) -> str:
-    literal = quote_literal(str(path))
-    if path.suffix.lower() == ".parquet":
-        return f"read_parquet({literal})"
-    return f"read_csv({literal}, header = true, all_varchar = true)"
-
-
-def _land_file(con, source: RawSource, path: Path, name: str, file_order: int) -> str | None:
+def _land_file(con, source: RawSource, path: Path, name: str, file_order: int, fmt: LandingFormat) -> str | None:
     """Reads one file as text into ``landing_batch``; returns why it is rejected, or None."""
     try:
-        # ordinality numbers the records in file order (1 = the first after the header).
-        con.execute(
-            f"create or replace temp table landing_file as select * from {_read_expression(path)} with ordinality"
-        )
-    except duckdb.Error as error:
-        return f"cannot be read: {str(error).splitlines()[0]}"
-    columns = [row[0] for row in con.execute("describe landing_file").fetchall() if row[0] != "ordinality"]
+        landed = land(con, path, fmt)
+    except RejectedFile as error:
+        return str(error)
     by_name: dict[str, str] = {}
-    for column in columns:
+    for column in landed.columns:
         by_name.setdefault(column.strip().lower(), column)
     missing = [c for c in source.required_columns if c not in by_name]
     if missing:
-        return f"missing required column(s) {', '.join(missing)} (found: {', '.join(columns)})"
-    if con.execute("select count(*) from landing_file").fetchone()[0] == 0:
-        return "no data rows"
+        return f"missing required column(s) {', '.join(missing)} (found: {', '.join(landed.columns)})"
+    if con.execute(f"select count(*) from {LANDING_TABLE}").fetchone()[0] == 0 and not landed.malformed:
+        return "no data rows (header only)"
     known = set(source.column_names)
     extras = [original for key, original in by_name.items() if key not in known]
-    selected = [
-        f"cast({quote_identifier(by_name[c])} as varchar) as raw_{c}" if c in by_name else f"null::varchar as raw_{c}"
-        for c in source.column_names
-    ]
+    selected = [f"{landing_column_sql(by_name, c)} as raw_{c}" for c in source.column_names]
     extra_json = (
         "to_json(struct_pack(" + ", ".join(f"{quote_identifier(e)} := cast({quote_identifier(e)} as varchar)" for e in extras) + "))::varchar"
         if extras else "null::varchar"
     )
-    # A CSV's first record is on line 2 (after the header); a Parquet file's rows count from 1.
-    header_lines = 0 if path.suffix.lower() == ".parquet" else 1
+    file_columns = f"{quote_literal(name)} as source_file, {file_order} as file_order"
     con.execute(
-        f"create temp table if not exists landing_batch as select {quote_literal(name)} as source_file,"
-        f" 0 as file_order, 0::bigint as line_number, {', '.join(selected)}, {extra_json} as extra_columns"
-        " from landing_file limit 0"
+        f"create temp table if not exists landing_batch as select {file_columns}, 0::bigint as line_number,"
+        f" {', '.join(selected)}, {extra_json} as extra_columns, '.' as decimal_separator,"
+        f" null::varchar as malformed, null::varchar as raw_line from {LANDING_TABLE} limit 0"
     )
+    # ordinality numbers the parsed records; with one record per line, + header = the line.
     con.execute(
-        f"insert into landing_batch select {quote_literal(name)}, {file_order}, ordinality + {header_lines},"
-        f" {', '.join(selected)}, {extra_json} from landing_file"
+        f"insert into landing_batch select {file_columns}, ordinality + {landed.header_lines},"
+        f" {', '.join(selected)}, {extra_json}, {quote_literal(landed.decimal_separator)}, null, null from {LANDING_TABLE}"
     )
-    con.execute("drop table landing_file")
+    if landed.malformed:
+        nulls = ", ".join("null" for _ in source.column_names)
+        con.executemany(
+            f"insert into landing_batch select {file_columns}, ?, {nulls}, null, {quote_literal(landed.decimal_separator)}, ?, ?",
+            [(line, f"malformed line ({error_type})", text) for line, error_type, text in landed.malformed],
+        )
+    con.execute(f"drop table {LANDING_TABLE}")
     return None
 
 
-def _load_batch(con, source: RawSource, files: list[tuple[str, str, Path]]) -> list[FileOutcome]:
+def _load_batch(con, source: RawSource, files: list[tuple[str, str, Path]], limits: DateLimits | None) -> list[FileOutcome]:
     names = [c.name for c in source.columns]
     typed = ", ".join(f"{typed_expression(c)} as {c.name}" for c in source.columns)
-    rules = [rule for c in source.columns for rule in violation_expressions(c)]
-    reason = "case " + " ".join(f"when {cond} then {quote_literal(why)}" for cond, why in rules) + " end"
+    rules = [("malformed is not null", None)] + [rule for c in source.columns for rule in violation_expressions(c, limits)]
+    reason = "case " + " ".join(
+        f"when {cond} then {quote_literal(why) if why else 'malformed'}" for cond, why in rules
+    ) + " end"
     values = ", ".join(f"{n} := {n}" for n in names if n != source.key)
     # Rows are identified by their key; keyless sources (events) by all their values.
     key = "row_key"
@@ -232,7 +233,7 @@ def _load_batch(con, source: RawSource, files: list[tuple[str, str, Path]]) -> l
     con.execute(
         f"""
         insert into raw.{source.quarantine_table}
-        select source_file, line_number, {', '.join(f'cast({n} as varchar)' for n in names)}, extra_columns, {conflict}
+        select source_file, line_number, {', '.join(f'cast({n} as varchar)' for n in names)}, extra_columns, null, {conflict}
         from raw.{source.table}
         where {key_expression} in (select c.row_key from checked c join decided d using (source_file, line_number) where d.is_conflict)
         """
@@ -244,7 +245,7 @@ def _load_batch(con, source: RawSource, files: list[tuple[str, str, Path]]) -> l
     con.execute(
         f"""
         insert into raw.{source.quarantine_table}
-        select c.source_file, c.line_number, {', '.join(f'c.raw_{n}' for n in names)}, c.extra_columns,
+        select c.source_file, c.line_number, {', '.join(f'c.raw_{n}' for n in names)}, c.extra_columns, c.raw_line,
             coalesce(c.reason, {conflict})
         from checked c left join decided d using (source_file, line_number)
         where c.reason is not null or d.is_conflict

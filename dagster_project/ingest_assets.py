@@ -4,14 +4,19 @@ import dagster as dg
 
 from .ingest import FileOutcome, ingest_source
 from .erasure import apply_erasures
-from .raw_contract import CUSTOMERS, ERASURES, NPS_RESPONSES, TRANSACTIONS, RawSource
+from .landing_files import LandingFormat
+from .raw_contract import CUSTOMERS, ERASURES, NPS_RESPONSES, TRANSACTIONS, DateLimits, RawSource
 from .resources import LoyaltySettings
 from .warehouse import connect
 
 def _ingest(context: dg.AssetExecutionContext, settings: LoyaltySettings, source: RawSource) -> dg.MaterializeResult:
     config = settings.loyalty_config()
+    limits = DateLimits(earliest=config.business_start_date, latest=settings.today().isoformat())
+    fmt = LandingFormat(**dict(config.landing_formats).get(source.folder, {}))
     with connect(config.warehouse_path) as con:
-        outcomes = ingest_source(con, source, config.raw_path)
+        outcomes = ingest_source(
+            con, source, config.raw_path, skip_rejected=config.skip_rejected_files, limits=limits, fmt=fmt
+        )
         total_rows = con.execute(f"select count(*) from raw.{source.table}").fetchone()[0]
         quarantined = con.execute(f"select count(*) from raw.{source.quarantine_table}").fetchone()[0]
     for outcome in outcomes:

@@ -126,12 +126,42 @@ def typed_expression(column: RawColumn) -> str:
             " when 'false' then false when '0' then false when 'no' then false when 'nej' then false end"
         )
     if column.kind == "amount":
-        return f"try_cast({value} as decimal(18, 2))"
+        return amount_expression(value)
     # Scores are whole numbers: '9.5' or 'nio' are unreadable, not rounded.
     return f"case when regexp_full_match({value}, '[+-]?\\d+') then try_cast({value} as integer) end"
 
 
-def violation_expressions(column: RawColumn) -> list[tuple[str, str]]:
+# Amounts: '.' or ',' as decimal separator (per file, column decimal_separator of the landing
+# batch); thousands may be grouped by the other of the two, a space, a no-break space (U+00A0)
+# or a narrow no-break space (U+202F) — but only in groups of three, so "1,5" in a '.'-file is
+# not silently read as 15. A leading U+2212 minus counts as '-'.
+_GROUP = r"[ \x{00A0}\x{202F}]"
+_DOT_AMOUNT = r"[+-]?(\d+|\d{1,3}((,|" + _GROUP + r")\d{3})+)(\.\d+)?"
+_COMMA_AMOUNT = r"[+-]?(\d+|\d{1,3}((\.|" + _GROUP + r")\d{3})+)(,\d+)?"
+
+
+def amount_expression(value: str) -> str:
+    text = f"replace({value}, '\u2212', '-')"
+    ungrouped = f"regexp_replace({text}, '{_GROUP}', '', 'g')"
+    return (
+        "case"
+        f" when decimal_separator = ',' and regexp_full_match({text}, '{_COMMA_AMOUNT}')"
+        f" then try_cast(replace(replace({ungrouped}, '.', ''), ',', '.') as decimal(18, 2))"
+        f" when decimal_separator <> ',' and regexp_full_match({text}, '{_DOT_AMOUNT}')"
+        f" then try_cast(replace({ungrouped}, ',', '') as decimal(18, 2))"
+        " end"
+    )
+
+
+@dataclasses.dataclass(frozen=True)
+class DateLimits:
+    """Plausible dates: none before the business started, none after the day of the run."""
+
+    earliest: str  # ISO date
+    latest: str  # ISO date
+
+
+def violation_expressions(column: RawColumn, limits: DateLimits | None = None) -> list[tuple[str, str]]:
     """(condition, reason) pairs for one column, checked in order; the first that holds wins."""
     raw = f"nullif(trim(raw_{column.name}), '')"
     typed = column.name
@@ -140,6 +170,9 @@ def violation_expressions(column: RawColumn) -> list[tuple[str, str]]:
         rules.append((f"{raw} is null", f"missing {column.name}"))
     if column.kind in ("date", "timestamp"):
         rules.append((f"{raw} is not null and {typed} is null", f"{column.name} is not an ISO date (YYYY-MM-DD)"))
+        if limits is not None and column.kind == "date":
+            rules.append((f"{typed} < date '{limits.earliest}'", f"{column.name} is before the business start {limits.earliest}"))
+            rules.append((f"{typed} > date '{limits.latest}'", f"{column.name} is in the future (after {limits.latest})"))
     elif column.kind == "boolean":
         rules.append((f"{raw} is not null and {typed} is null", f"{column.name} is not true/false"))
     elif column.kind == "amount":

@@ -20,6 +20,8 @@ class LoyaltySettings(dg.ConfigurableResource):
     warehouse: str = ""
     # JSON of LoyaltyConfig overrides set by the CLI (so flags win over the file).
     overrides_json: str = "{}"
+    # The calendar day of the run (rows dated after it are quarantined as future); empty: today.
+    run_date: str = ""
 
     def loyalty_config(self) -> LoyaltyConfig:
         base = load_config(self.config_file or None)
@@ -29,6 +31,9 @@ class LoyaltySettings(dg.ConfigurableResource):
 
     def as_of(self) -> dt.date:
         return dt.date.fromisoformat(self.as_of_date) if self.as_of_date else yesterday()
+
+    def today(self) -> dt.date:
+        return dt.date.fromisoformat(self.run_date) if self.run_date else dt.date.today()
 
     @property
     def warehouse_path(self) -> Path:

@@ -1,0 +1,257 @@
+"""A small Great Expectations 1.x adapter: validate a pandas DataFrame against a suite stored as
+``expectations/<suite>.json`` and return a plain result (dagster-ge only supports GX < 1.0).
+
+The GX route is the one that works here (see STACK.md): ephemeral context → pandas data source →
+dataframe asset → whole-dataframe batch definition → ``ValidationDefinition.run(batch_parameters=
+{"dataframe": df})``. The context costs a few seconds to import and set up, so it is built once per
+process and every suite's validation definition is kept; GX is imported lazily so that loading the
+Dagster definitions does not pay for it.
+
+Suites are GX 1.x ``ExpectationSuite`` JSON (``name``, ``expectations: [{type, kwargs, meta}]``).
+Dates in ``expect_column_values_to_be_between`` bounds are written as ``YYYY-MM-DDT00:00:00``:
+DuckDB DATE columns arrive in pandas as datetime64, which GX cannot compare with a plain date.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+import decimal
+import functools
+import json
+import logging
+import math
+import threading
+from pathlib import Path
+from typing import Any, Mapping
+
+import pandas as pd
+
+from .config import PROJECT_ROOT
+
+EXPECTATIONS_DIR = PROJECT_ROOT / "expectations"
+SAMPLE_SIZE = 5  # unexpected values and rows reported per failed expectation
+
+_lock = threading.Lock()
+
+
+@dataclasses.dataclass(frozen=True)
+class FailedExpectation:
+    type: str
+    column: str | None
+    kwargs: dict[str, Any]  # the expectation's arguments, JSON-safe (GX's batch_id left out)
+    observed: str  # "12 unexpected values (0.02%)", "0" (an aggregate), or "error: ..."
+    unexpected_values: list[Any]  # up to SAMPLE_SIZE
+    unexpected_rows: list[dict[str, Any]]  # up to SAMPLE_SIZE whole rows of the frame
+
+    def summary(self) -> str:
+        target = f"{self.type}({self.column})" if self.column else self.type
+        return f"{target} observed {self.observed}"
+
+    def as_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+@dataclasses.dataclass(frozen=True)
+class ValidationOutcome:
+    suite: str
+    success: bool
+    rows: int
+    evaluated: int
+    failed: tuple[FailedExpectation, ...]
+
+    def summary(self) -> str:
+        """One line: the first failed expectation (and how many more), or what passed."""
+        if self.success:
+            return f"all {self.evaluated} expectations of {self.suite} passed on {self.rows} rows"
+        more = f" (+{len(self.failed) - 1} more failed)" if len(self.failed) > 1 else ""
+        return self.failed[0].summary() + more
+
+
+# --- suites -------------------------------------------------------------------------------------
+
+
+def suite_path(suite: str) -> Path:
+    return EXPECTATIONS_DIR / f"{suite}.json"
+
+
+def suite_names(directory: Path | None = None) -> list[str]:
+    """Every declared suite, named after its asset key with `.` between the parts."""
+    return sorted(path.stem for path in (directory or EXPECTATIONS_DIR).glob("*.json"))
+
+
+def load_suite_dict(source: str | Path) -> dict[str, Any]:
+    """The suite's JSON (``source`` is a suite name or a file path); its name must match the file."""
+    path = Path(source) if isinstance(source, Path) or str(source).endswith(".json") else suite_path(str(source))
+    data = json.loads(path.read_text(encoding="utf-8"))
+    if not isinstance(data, dict) or not isinstance(data.get("expectations"), list):
+        raise ValueError(f"{path}: not a GX suite (expected an object with an `expectations` list)")
+    if data.get("name") != path.stem:
+        raise ValueError(f"{path}: suite name {data.get('name')!r} must equal the file name {path.stem!r}")
+    return data
+
+
+def load_suite(source: str | Path):
+    """The suite as a GX ``ExpectationSuite`` (raises on an unknown expectation type or bad kwargs)."""
+    from great_expectations.core.expectation_suite import ExpectationSuite
+
+    data = load_suite_dict(source)
+    return ExpectationSuite(
+        name=data["name"],
+        expectations=data["expectations"],
+        meta=data.get("meta"),
+        notes=data.get("notes"),
+    )
+
+
+# --- GX context (one per process) ---------------------------------------------------------------
+
+
+@dataclasses.dataclass
+class _Gx:
+    context: Any
+    batch_definition: Any
+    validations: dict[str, tuple[str, Any]]  # suite name → (suite JSON, ValidationDefinition)
+
+
+@functools.cache
+def _gx() -> _Gx:
+    import great_expectations as gx
+    from great_expectations.data_context.types.base import ProgressBarsConfig
+
+    logging.getLogger("great_expectations").setLevel(logging.ERROR)
+    context = gx.get_context(mode="ephemeral")
+    # No "Calculating Metrics" tqdm bar on stderr.
+    context.variables.progress_bars = ProgressBarsConfig(globally=False, metric_calculations=False)
+    asset = context.data_sources.add_pandas("loyalty_quality").add_dataframe_asset("frame")
+    return _Gx(context, asset.add_batch_definition_whole_dataframe("whole_frame"), {})
+
+
+def _validation_definition(suite_data: Mapping[str, Any]):
+    import great_expectations as gx
+
+    state = _gx()
+    name = suite_data["name"]
+    text = json.dumps(suite_data, sort_keys=True, default=str)
+    cached = state.validations.get(name)
+    if cached and cached[0] == text:
+        return cached[1]
+    if cached:  # the suite file changed since: replace it
+        state.context.validation_definitions.delete(name)
+        state.context.suites.delete(name)
+    suite = state.context.suites.add(load_suite_from_dict(suite_data))
+    definition = state.context.validation_definitions.add(
+        gx.ValidationDefinition(name=name, data=state.batch_definition, suite=suite)
+    )
+    state.validations[name] = (text, definition)
+    return definition
+
+
+def load_suite_from_dict(data: Mapping[str, Any]):
+    from great_expectations.core.expectation_suite import ExpectationSuite
+
+    return ExpectationSuite(
+        name=data["name"], expectations=list(data["expectations"]), meta=data.get("meta"), notes=data.get("notes")
+    )
+
+
+# --- validation ---------------------------------------------------------------------------------
+
+
+def validate(df: pd.DataFrame, suite: str | Path | Mapping[str, Any]) -> ValidationOutcome:
+    """Runs the suite (a name, a file, or the suite's dict) on the whole frame."""
+    suite_data = dict(suite) if isinstance(suite, Mapping) else load_suite_dict(suite)
+    with _lock:
+        definition = _validation_definition(suite_data)
+        result = definition.run(
+            batch_parameters={"dataframe": df},
+            result_format={"result_format": "SUMMARY", "partial_unexpected_count": SAMPLE_SIZE},
+        )
+    failed = [_failed(df, item) for item in result.results if not item.success]
+    order = {json.dumps(e, sort_keys=True, default=str): i for i, e in enumerate(suite_data["expectations"])}
+    failed.sort(key=lambda f: order.get(json.dumps(_suite_form(f), sort_keys=True, default=str), len(order)))
+    return ValidationOutcome(
+        suite=suite_data["name"],
+        success=bool(result.success),
+        rows=len(df),
+        evaluated=len(result.results),
+        failed=tuple(failed),
+    )
+
+
+def _suite_form(failed: FailedExpectation) -> dict[str, Any]:
+    return {"type": failed.type, "kwargs": failed.kwargs}
+
+
+def _failed(df: pd.DataFrame, item) -> FailedExpectation:
+    config = item.expectation_config
+    kwargs = {key: _plain(value) for key, value in config.kwargs.items() if key != "batch_id"}
+    result = item.result or {}
+    observed: str
+    error = _exception_message(item.exception_info)
+    values: list[Any] = []
+    rows: list[dict[str, Any]] = []
+    if error:
+        observed = f"error: {error}"
+    elif "unexpected_count" in result:
+        count = result["unexpected_count"]
+        percent = result.get("unexpected_percent")
+        observed = f"{count} unexpected values" + (f" ({percent:.3g}%)" if percent is not None else "")
+        values = [_plain(v) for v in (result.get("partial_unexpected_list") or [])[:SAMPLE_SIZE]]
+        rows = _rows(df, result.get("partial_unexpected_index_list") or [])
+    else:
+        observed = json.dumps(_plain(result.get("observed_value")), default=str)
+    return FailedExpectation(
+        type=config.type,
+        column=kwargs.get("column"),
+        kwargs=kwargs,
+        observed=observed,
+        unexpected_values=values,
+        unexpected_rows=rows,
+    )
+
+
+def _exception_message(info: Any) -> str | None:
+    """GX nests exception info per metric; the first raised message, or None."""
+    if not isinstance(info, Mapping):
+        return None
+    if info.get("raised_exception"):
+        return str(info.get("exception_message") or "exception").strip().splitlines()[0]
+    for value in info.values():
+        if isinstance(value, Mapping) and value.get("raised_exception"):
+            return str(value.get("exception_message") or "exception").strip().splitlines()[0]
+    return None
+
+
+def _rows(df: pd.DataFrame, index: list[Any]) -> list[dict[str, Any]]:
+    labels = [label for label in index[:SAMPLE_SIZE] if not isinstance(label, Mapping)]
+    try:
+        picked = df.loc[labels]
+    except (KeyError, TypeError):
+        return []
+    return [{str(k): _plain(v) for k, v in row.items()} for row in picked.to_dict("records")]
+
+
+def _plain(value: Any) -> Any:
+    """A JSON-safe copy of a value from GX or pandas (dates as ISO text, NaN/NaT as None)."""
+    if value is None or isinstance(value, (bool, str, int)):
+        return value
+    if isinstance(value, float):
+        return None if math.isnan(value) else value
+    if isinstance(value, decimal.Decimal):
+        return float(value)
+    if isinstance(value, (pd.Timestamp, dt.datetime)):
+        if pd.isna(value):
+            return None
+        return value.date().isoformat() if (value.hour, value.minute, value.second, value.microsecond) == (0, 0, 0, 0) else value.isoformat()
+    if isinstance(value, dt.date):
+        return value.isoformat()
+    if isinstance(value, Mapping):
+        return {str(k): _plain(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_plain(v) for v in value]
+    if hasattr(value, "item"):  # numpy scalars
+        return _plain(value.item())
+    if value is pd.NaT or (not isinstance(value, (list, dict)) and pd.isna(value)):
+        return None
+    return str(value)
