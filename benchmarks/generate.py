@@ -16,7 +16,7 @@ The model, per customer c (all draws are ``hash(c, seed, salt)`` mapped to [0, 1
   over the window with acquisition growing 20 % a year;
 * a lifetime: a mixture of short (mean ~7 months, 35 %) and long (mean ~4 years) exponentials, so
   churn is higher early on; censored at the as-of date;
-* ~12 % of the customers with a long enough life pause for 13–19 months in the middle (they
+* ~35 % of the customers with a long enough life pause for 12.5–19 months in the middle (they
   come back as ``recovered``);
 * a purchase rate (lognormal, sigma 0.9) and a basket size (lognormal, median ~450 SEK,
   sigma 0.7, mildly correlated with the rate): spend is strongly skewed.
@@ -48,7 +48,7 @@ from pathlib import Path
 
 import duckdb
 
-GENERATOR_VERSION = 3
+GENERATOR_VERSION = 4
 BENCH_DIR = Path(__file__).resolve().parent
 DEFAULT_CACHE = BENCH_DIR / ".cache"
 U = "18446744073709551616.0"  # 2^64: hash(...) / U is uniform in [0, 1)
@@ -156,8 +156,8 @@ def customers_sql(p: Params) -> str:
     ),
     paused as (
         select *,
-            case when u_pause < 0.12 and span > 700
-                 then cast(400 + floor(180 * u_pause_len) as integer) else 0 end as pause_len
+            case when u_pause < 0.35 and span > 530 + floor(200 * u_pause_len)
+                 then cast(380 + floor(200 * u_pause_len) as integer) else 0 end as pause_len
         from spans
     ),
     weighted as (
@@ -235,7 +235,7 @@ def transactions_sql(p: Params) -> str:
         date '{start}' + day as transaction_date,
         cast(case when is_refund then -greatest(1.0, round(gross * (0.3 + 0.7 * u_product), 2)) else gross end
              as decimal(12, 2)) as amount,
-        'P' || lpad(cast(cast(1 + floor(200 * u_product * u_product * u_product) as integer) as varchar), 4, '0')
+        'P' || lpad(cast(cast(1 + floor(200 * u_product * u_product) as integer) as varchar), 4, '0')
             as product_id,
         case when u_channel < 0.60 then 'store' when u_channel < 0.85 then 'web' else 'app' end as channel,
         year(date '{start}' + day) as yr,
@@ -362,7 +362,7 @@ def generate_day(params: Params, day: dt.date, out_file: Path | str, *, rows: in
                               then -greatest(1.0, round(basket * 0.5, 2))
                               else greatest(1.0, round(basket * (0.5 + {_u('range', s, 62)}), 2)) end
                          as decimal(12, 2)) as amount,
-                    'P' || lpad(cast(cast(1 + floor(200 * pow({_u('range', s, 64)}, 3)) as integer) as varchar), 4, '0')
+                    'P' || lpad(cast(cast(1 + floor(200 * pow({_u('range', s, 64)}, 2)) as integer) as varchar), 4, '0')
                         as product_id,
                     'store' as channel
                 from range({rows})

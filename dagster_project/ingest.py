@@ -84,9 +84,9 @@ def ingest_source(
     """Loads the new and changed files of one source in one transaction; returns one outcome per file."""
     ensure_raw_tables(con, source)
     outcomes: list[FileOutcome] = []
-    con.execute("begin transaction")
+    to_load: list[tuple[str, str, Path]] = []
     try:
-        to_load: list[tuple[str, str, Path]] = []
+        # Reading happens outside the transaction: a file DuckDB cannot parse must not abort it.
         for path in landing_files(raw_dir, source):
             name = path.relative_to(raw_dir).as_posix()
             digest = sha256_of(path)
@@ -99,18 +99,21 @@ def ingest_source(
                 outcomes.append(FileOutcome(name, digest, "rejected", message=error))
             else:
                 to_load.append((name, digest, path))
-        if to_load:
-            outcomes.extend(_load_batch(con, source, to_load, limits))
-        _write_log(con, source, outcomes)
         rejected = [o for o in outcomes if o.status == "rejected"]
         if rejected and not skip_rejected:
             raise IngestError("; ".join(f"{raw_dir / o.source_file}: rejected: {o.message}" for o in rejected))
-        con.execute("commit")
-    except BaseException:
-        con.execute("rollback")
-        raise
+        con.execute("begin transaction")
+        try:
+            if to_load:
+                outcomes.extend(_load_batch(con, source, to_load, limits))
+            _write_log(con, source, outcomes)
+            con.execute("commit")
+        except BaseException:
+            con.execute("rollback")
+            raise
     finally:
         con.execute("drop table if exists landing_batch")
+        con.execute(f"drop table if exists {LANDING_TABLE}")
     return outcomes
 
 

@@ -102,6 +102,8 @@ def _header(readable: Path) -> str:
 def _read_csv(con, readable: Path, fmt: LandingFormat, encoding: str) -> LandedFile:
     header_line = _header(readable)
     delimiter = fmt.delimiter or max(DELIMITERS, key=header_line.count)
+    # DuckDB detects '\n' itself; CRLF is stated (its escaped '\n' form reads no rows at all).
+    newline_option = ", new_line = '\\r\\n'" if header_line.endswith("\r\n") else ""
     header = next(csv.reader(io.StringIO(header_line), delimiter=delimiter))
     names = [name.strip() for name in header]
     if len(set(n.lower() for n in names)) != len(names):
@@ -113,7 +115,7 @@ def _read_csv(con, readable: Path, fmt: LandingFormat, encoding: str) -> LandedF
         con.execute(
             f"""create or replace temp table {LANDING_TABLE} as select * from read_csv(
                 {quote_literal(str(readable))}, auto_detect = false, header = true, columns = {columns_sql},
-                delim = {quote_literal(delimiter)}, quote = '"', escape = '"', store_rejects = true
+                delim = {quote_literal(delimiter)}, quote = '"', escape = '"', store_rejects = true{newline_option}
             ) with ordinality"""
         )
     except duckdb.Error as error:

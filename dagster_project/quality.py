@@ -93,14 +93,14 @@ def load_suite_dict(source: str | Path) -> dict[str, Any]:
 
 def load_suite(source: str | Path):
     """The suite as a GX ``ExpectationSuite`` (raises on an unknown expectation type or bad kwargs)."""
+    return load_suite_from_dict(load_suite_dict(source))
+
+
+def load_suite_from_dict(data: Mapping[str, Any]):
     from great_expectations.core.expectation_suite import ExpectationSuite
 
-    data = load_suite_dict(source)
     return ExpectationSuite(
-        name=data["name"],
-        expectations=data["expectations"],
-        meta=data.get("meta"),
-        notes=data.get("notes"),
+        name=data["name"], expectations=list(data["expectations"]), meta=data.get("meta"), notes=data.get("notes")
     )
 
 
@@ -147,14 +147,6 @@ def _validation_definition(suite_data: Mapping[str, Any]):
     return definition
 
 
-def load_suite_from_dict(data: Mapping[str, Any]):
-    from great_expectations.core.expectation_suite import ExpectationSuite
-
-    return ExpectationSuite(
-        name=data["name"], expectations=list(data["expectations"]), meta=data.get("meta"), notes=data.get("notes")
-    )
-
-
 # --- validation ---------------------------------------------------------------------------------
 
 
@@ -167,9 +159,11 @@ def validate(df: pd.DataFrame, suite: str | Path | Mapping[str, Any]) -> Validat
             batch_parameters={"dataframe": df},
             result_format={"result_format": "SUMMARY", "partial_unexpected_count": SAMPLE_SIZE},
         )
-    failed = [_failed(df, item) for item in result.results if not item.success]
-    order = {json.dumps(e, sort_keys=True, default=str): i for i, e in enumerate(suite_data["expectations"])}
-    failed.sort(key=lambda f: order.get(json.dumps(_suite_form(f), sort_keys=True, default=str), len(order)))
+    # GX returns results in its own order: report failures in the suite's order.
+    position = {expectation.id: i for i, expectation in enumerate(definition.suite.expectations)}
+    failures = [item for item in result.results if not item.success]
+    failures.sort(key=lambda item: position.get(item.expectation_config.id, len(position)))
+    failed = [_failed(df, item) for item in failures]
     return ValidationOutcome(
         suite=suite_data["name"],
         success=bool(result.success),
@@ -177,10 +171,6 @@ def validate(df: pd.DataFrame, suite: str | Path | Mapping[str, Any]) -> Validat
         evaluated=len(result.results),
         failed=tuple(failed),
     )
-
-
-def _suite_form(failed: FailedExpectation) -> dict[str, Any]:
-    return {"type": failed.type, "kwargs": failed.kwargs}
 
 
 def _failed(df: pd.DataFrame, item) -> FailedExpectation:

@@ -34,8 +34,21 @@ def run_pipeline(
 
 
 def first_failure(result: dg.ExecuteInProcessResult) -> str:
+    failed_checks: dict[str, list[dg.AssetCheckEvaluation]] = {}
     for event in result.all_events:
-        if event.event_type == dg.DagsterEventType.STEP_FAILURE:
+        if event.event_type == dg.DagsterEventType.ASSET_CHECK_EVALUATION:
+            evaluation = event.asset_check_evaluation_data
+            if not evaluation.passed and evaluation.blocking and evaluation.severity == dg.AssetCheckSeverity.ERROR:
+                failed_checks.setdefault(event.step_key, []).append(evaluation)
+        elif event.event_type == dg.DagsterEventType.STEP_FAILURE:
+            # A failed blocking check fails its step: name the check and its first failed expectation.
+            if event.step_key in failed_checks:
+                evaluation = failed_checks[event.step_key][0]
+                detail = (evaluation.description or "").strip().splitlines()
+                return (
+                    f"check {evaluation.check_name} on {evaluation.asset_key.to_user_string()} failed"
+                    + (f": {detail[0]}" if detail else "")
+                )
             error = event.step_failure_data.error
             # Dagster wraps user errors; the innermost cause carries the useful message.
             while error is not None and error.cause is not None and "dagster._core.errors" in (error.cls_name or "") + "".join(error.stack[:1]):

@@ -1,0 +1,126 @@
+"""One blocking Dagster asset check per Great Expectations suite in ``expectations/``.
+
+``expectations/raw.transactions.json`` becomes the check ``raw_transactions_suite`` on the asset
+``raw/transactions``. Every check is blocking with ERROR severity: a failed raw suite stops the dbt
+models (one multi-asset, so none of them runs), a failed mart suite stops what reads the marts.
+
+A check reads ``<schema>.<table>`` with a short read-only DuckDB connection, closed before GX
+runs (the dbt step writes next). Raw tables can be tens of millions of rows: a check validates a
+deterministic sample of them (the RAW_SAMPLE_ROWS rows with the lowest hash of the key, the same
+rows every run while the table is unchanged) and says so in its metadata; marts are validated whole.
+"""
+
+
+from pathlib import Path
+from typing import Any
+
+import dagster as dg
+import pandas as pd
+
+from . import quality
+from .raw_contract import RAW_SOURCES
+from .resources import LoyaltySettings
+from .warehouse import connect, quote_identifier
+
+RAW_SAMPLE_ROWS = 200_000
+# Free text and contact details stay out of the check metadata (kept in Dagster's event log).
+SAMPLE_ROW_EXCLUDED_COLUMNS = frozenset({"comment", "email", "extra_columns"})
+
+
+def check_name(suite: str) -> str:
+    return suite.replace(".", "_") + "_suite"
+
+
+def asset_key(suite: str) -> dg.AssetKey:
+    return dg.AssetKey(suite.split("."))
+
+
+def check_names() -> list[str]:
+    return [check_name(suite) for suite in quality.suite_names()]
+
+
+def _sample_key(schema: str, table: str) -> list[str] | None:
+    """Columns whose hash picks the raw sample: the source's key, else every contract column."""
+    if schema != "raw":
+        return None
+    for source in RAW_SOURCES:
+        if source.table == table:
+            return [source.key] if source.key else source.column_names
+    return None
+
+
+def read_table(
+    warehouse: Path, schema: str, table: str, sample_rows: int | None = RAW_SAMPLE_ROWS
+) -> tuple[pd.DataFrame, int, str]:
+    """(frame, rows in the table, how the rows were chosen). Raw tables above ``sample_rows`` are
+    sampled by the hash of their key; other tables are read whole."""
+    name = f"{quote_identifier(schema)}.{quote_identifier(table)}"
+    key = _sample_key(schema, table)
+    with connect(warehouse, read_only=True) as con:
+        total = con.execute(f"select count(*) from {name}").fetchone()[0]
+        if key and sample_rows is not None and total > sample_rows:
+            columns = ", ".join(quote_identifier(column) for column in key)
+            frame = con.execute(
+                f"select * from {name} order by hash({columns}), {columns} limit {int(sample_rows)}"
+            ).df()
+            return frame, total, f"deterministic sample: the {sample_rows} rows with the lowest hash({', '.join(key)})"
+        frame = con.execute(f"select * from {name}").df()
+    return frame, total, "whole table"
+
+
+def run_suite(suite: str, warehouse: Path, sample_rows: int | None = RAW_SAMPLE_ROWS) -> dg.AssetCheckResult:
+    """Validates ``<schema>.<table>`` of the warehouse against the suite of the same name."""
+    schema, table = suite.split(".")
+    frame, total, chosen = read_table(warehouse, schema, table, sample_rows)
+    outcome = quality.validate(frame, suite)
+    failed = [
+        {"type": f.type, "column": f.column, "observed": f.observed, "kwargs": f.kwargs, "unexpected_values": f.unexpected_values}
+        for f in outcome.failed
+    ]
+    sample_rows_meta = [
+        {"expectation": f.summary(), **{k: v for k, v in row.items() if k not in SAMPLE_ROW_EXCLUDED_COLUMNS}}
+        for f in outcome.failed
+        for row in f.unexpected_rows
+    ]
+    metadata: dict[str, Any] = {
+        "suite": f"expectations/{suite}.json",
+        "table": f"{schema}.{table}",
+        "rows_validated": dg.MetadataValue.int(outcome.rows),
+        "rows_in_table": dg.MetadataValue.int(total),
+        "rows_chosen": chosen,
+        "expectations_evaluated": dg.MetadataValue.int(outcome.evaluated),
+        "expectations_failed": dg.MetadataValue.int(len(outcome.failed)),
+    }
+    if failed:
+        metadata["failed_expectations"] = dg.MetadataValue.json(failed)
+        metadata["sample_rows"] = dg.MetadataValue.json(sample_rows_meta)
+    return dg.AssetCheckResult(
+        passed=outcome.success,
+        severity=dg.AssetCheckSeverity.ERROR,
+        description=outcome.summary(),
+        metadata=metadata,
+    )
+
+
+def build_suite_check(suite: str) -> dg.AssetChecksDefinition:
+    raw = suite.startswith("raw.")
+
+    @dg.asset_check(
+        asset=asset_key(suite),
+        name=check_name(suite),
+        blocking=True,
+        description=(
+            f"Great Expectations suite expectations/{suite}.json"
+            + (f" on a deterministic sample of at most {RAW_SAMPLE_ROWS} rows." if raw else " on the whole table.")
+        ),
+        metadata={"suite": f"expectations/{suite}.json"},
+    )
+    def _check(context: dg.AssetCheckExecutionContext, settings: LoyaltySettings) -> dg.AssetCheckResult:
+        result = run_suite(suite, settings.loyalty_config().warehouse_path)
+        context.log.info(f"{check_name(suite)}: {result.description}")
+        return result
+
+    return _check
+
+
+QUALITY_CHECKS: list[dg.AssetChecksDefinition] = [build_suite_check(suite) for suite in quality.suite_names()]

@@ -1,0 +1,143 @@
+{#- The lifecycle stage of every customer with a purchase on or before the as-of date.
+
+    Day arithmetic (one rule for every threshold): days_since_X = as_of − X in whole days, so a
+    purchase on the as-of date is 0 days ago, and "within the last N days" means days_since < N
+    (the N calendar days ending on the as-of date, like period 0 ends on it).
+    A purchase day is a date with at least one transaction of amount > 0; refunds are never
+    purchases, so a customer with only refunds has no row here (no stage).
+
+    Stages, mutually exclusive, the first that holds wins:
+      lost      days_since_last_purchase >= lost_after_days          (exactly 365 days: lost)
+      won_back  a purchase day less than won_back_days ago whose gap to the purchase day before
+                it is > lost_after_days (the customer had been lost in between: with a gap of
+                exactly 365 days no as-of date ever saw them lost)
+      new       days_since_first_purchase < new_customer_days         (day 0 … 99 with 100)
+      at_risk   days_since_last_purchase > at_risk_after_days, where at_risk_after_days =
+                max(at_risk_min_days, at_risk_gap_factor × median gap between purchase days)
+                for ≥ 2 purchase days, else at_risk_gap_factor × at_risk_min_days (the missing
+                median is taken as at_risk_min_days: 2 × 90 = 180 days with the defaults)
+      active    everyone else (a purchase within the last lost_after_days).
+-#}
+with
+
+transactions as (
+    select * from {{ ref('stg_raw__transactions') }}
+),
+
+purchase_days as (
+    select distinct
+        customer_id,
+        transaction_date as purchase_date
+    from transactions
+    where is_purchase
+        and transaction_date <= {{ as_of_date() }}
+),
+
+sequenced as (
+    select
+        customer_id,
+        purchase_date,
+        lag(purchase_date) over (partition by customer_id order by purchase_date) as previous_purchase_date,
+        row_number() over (partition by customer_id order by purchase_date) as purchase_day_number
+    from purchase_days
+),
+
+gaps as (
+    select
+        sequenced.*,
+        {{ dbt.datediff('previous_purchase_date', 'purchase_date', 'day') }} as gap_days
+    from sequenced
+),
+
+customers as (
+    select
+        customer_id,
+        min(purchase_date) as first_purchase_date,
+        min(case when purchase_day_number = 2 then purchase_date end) as second_purchase_date,
+        max(purchase_date) as last_purchase_date,
+        count(*) as purchase_days,
+        -- Null with one purchase day; with an even number of gaps the mean of the middle two.
+        median(gap_days) as median_gap_days,
+        -- The latest purchase that ended a lapse (gap longer than lost_after_days).
+        max(case when gap_days > {{ var('lost_after_days') }} then purchase_date end) as last_win_back_date
+    from gaps
+    group by customer_id
+),
+
+measured as (
+    select
+        customers.*,
+        {{ dbt.datediff('first_purchase_date', as_of_date(), 'day') }} as days_since_first_purchase,
+        {{ dbt.datediff('last_purchase_date', as_of_date(), 'day') }} as days_since_last_purchase,
+        {{ dbt.datediff('last_win_back_date', as_of_date(), 'day') }} as days_since_win_back,
+        case
+            when purchase_days >= 2 then
+                greatest(
+                    cast({{ var('at_risk_min_days') }} as double),
+                    {{ var('at_risk_gap_factor') }} * median_gap_days
+                )
+            else cast({{ var('at_risk_gap_factor') }} * {{ var('at_risk_min_days') }} as double)
+        end as at_risk_after_days
+    from customers
+),
+
+staged as (
+    select
+        measured.*,
+        case
+            when days_since_last_purchase >= {{ var('lost_after_days') }} then 'lost'
+            when days_since_win_back < {{ var('won_back_days') }} then 'won_back'
+            when days_since_first_purchase < {{ var('new_customer_days') }} then 'new'
+            when days_since_last_purchase > at_risk_after_days then 'at_risk'
+            else 'active'
+        end as lifecycle_stage
+    from measured
+),
+
+revenue_before_lapse as (
+    -- Lost customers' value: net revenue in the period_months months up to and including their
+    -- last purchase (the 12 months before they lapsed, with yearly periods).
+    select
+        staged.customer_id,
+        sum(transactions.amount) as revenue_before_lapse
+    from staged
+    inner join transactions
+        on transactions.customer_id = staged.customer_id
+        and transactions.transaction_date <= staged.last_purchase_date
+        and transactions.transaction_date
+            > cast({{ dbt.dateadd('month', '-1 * ' ~ var('period_months'), 'staged.last_purchase_date') }} as date)
+    where staged.lifecycle_stage = 'lost'
+    group by staged.customer_id
+),
+
+final as (
+    select
+        staged.customer_id,
+        staged.lifecycle_stage,
+        staged.first_purchase_date,
+        staged.second_purchase_date,
+        staged.last_purchase_date,
+        staged.last_win_back_date,
+        cast(staged.purchase_days as bigint) as purchase_days,
+        cast(staged.days_since_first_purchase as integer) as days_since_first_purchase,
+        cast(staged.days_since_last_purchase as integer) as days_since_last_purchase,
+        cast(staged.median_gap_days as double) as median_gap_days,
+        staged.at_risk_after_days,
+        -- Activated: a second purchase day within new_customer_days of the first (day 1 … 99).
+        coalesce(
+            {{ dbt.datediff('staged.first_purchase_date', 'staged.second_purchase_date', 'day') }}
+                < {{ var('new_customer_days') }},
+            false
+        ) as is_activated,
+        -- The first as-of date at which a lost customer counted as lost; null for the others.
+        case
+            when staged.lifecycle_stage = 'lost'
+                then cast({{ dbt.dateadd('day', var('lost_after_days'), 'staged.last_purchase_date') }} as date)
+        end as lost_since_date,
+        cast(revenue_before_lapse.revenue_before_lapse as decimal(18, 2)) as revenue_before_lapse
+    from staged
+    left join revenue_before_lapse
+        on staged.customer_id = revenue_before_lapse.customer_id
+)
+
+select * from final
