@@ -6,6 +6,7 @@ import argparse
 import datetime as dt
 import json
 import sys
+import warnings
 from pathlib import Path
 
 from .config import ConfigError, load_config, resolve_path
@@ -18,28 +19,53 @@ def _date(text: str) -> dt.date:
         raise argparse.ArgumentTypeError(f"not a date in YYYY-MM-DD form: {text!r}") from error
 
 
-def cmd_run(args: argparse.Namespace) -> int:
+def _settings(args: argparse.Namespace, as_of: dt.date):
     from .resources import LoyaltySettings
-    from .runner import run_pipeline
 
-    config = load_config(args.config).with_overrides(raw_dir=args.raw_dir, warehouse=args.warehouse)
-    as_of = args.as_of or (dt.date.today() - dt.timedelta(days=1))
+    overrides = {
+        "export_dir": getattr(args, "export_dir", None),
+        "publish_dir": getattr(args, "publish_dir", None),
+    }
+    config = load_config(args.config).with_overrides(raw_dir=args.raw_dir, warehouse=args.warehouse, **overrides)
     if not config.raw_path.is_dir():
-        print(f"loyalty run: raw folder not found: {config.raw_path}", file=sys.stderr)
-        return 2
+        raise FileNotFoundError(f"raw folder not found: {config.raw_path}")
     settings = LoyaltySettings(
         config_file=str(resolve_path(args.config)) if args.config else "",
         as_of_date=as_of.isoformat(),
         raw_dir=str(config.raw_path),
         warehouse=str(config.warehouse_path),
+        overrides_json=json.dumps({k: str(resolve_path(v)) for k, v in overrides.items() if v}),
     )
-    print(f"loyalty run: as of {as_of}, raw {config.raw_path}, warehouse {config.warehouse_path}", flush=True)
-    outcome = run_pipeline(settings)
+    return config, settings
+
+
+def _materialise(args: argparse.Namespace, dates: list[dt.date]) -> int:
+    from .runner import run_pipeline
+
+    config, settings = _settings(args, dates[-1])
+    span = str(dates[0]) if len(dates) == 1 else f"{dates[0]} to {dates[-1]} ({len(dates)} dates, one run)"
+    print(f"loyalty {args.command}: as of {span}, raw {config.raw_path}, warehouse {config.warehouse_path}", flush=True)
+    outcome = run_pipeline(settings, as_of_dates=dates)
     if not outcome.success:
-        print(f"loyalty run failed: {outcome.failure}", file=sys.stderr)
+        print(f"loyalty {args.command} failed: {outcome.failure}", file=sys.stderr)
         return 1
-    print(f"loyalty run: done (run {outcome.run_id}); warehouse: {config.warehouse_path}")
+    print(f"loyalty {args.command}: done (run {outcome.run_id}); warehouse: {config.warehouse_path}")
     return 0
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    return _materialise(args, [args.as_of or (dt.date.today() - dt.timedelta(days=1))])
+
+
+def cmd_backfill(args: argparse.Namespace) -> int:
+    from .partitions import date_range
+
+    try:
+        dates = date_range(args.date_from, args.date_to)
+    except ValueError as error:
+        print(f"loyalty backfill: {error}", file=sys.stderr)
+        return 2
+    return _materialise(args, dates)
 
 
 def cmd_sample(args: argparse.Namespace) -> int:
@@ -67,12 +93,23 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="loyalty", description="Loyalty Warehouse: customer value, flows, retention and CLV.")
     commands = parser.add_subparsers(dest="command", required=True)
 
+    def add_paths(command: argparse.ArgumentParser) -> None:
+        command.add_argument("--raw-dir", help="landing folder (default: data/raw)")
+        command.add_argument("--warehouse", help="DuckDB warehouse file (default: data/warehouse.duckdb)")
+        command.add_argument("--export-dir", help="folder for the segment-flag export (default: data/exports)")
+        command.add_argument("--publish-dir", help="folder for the read-only copy for BI (default: data/published)")
+        command.add_argument("--config", help="YAML config file (default: loyalty.yml at the project root, if any)")
+
     run = commands.add_parser("run", help="materialise every asset for one as-of date (in-process)")
     run.add_argument("--as-of", type=_date, help="as-of date YYYY-MM-DD (default: yesterday)")
-    run.add_argument("--raw-dir", help="landing folder (default: data/raw)")
-    run.add_argument("--warehouse", help="DuckDB warehouse file (default: data/warehouse.duckdb)")
-    run.add_argument("--config", help="YAML config file (default: loyalty.yml at the project root, if any)")
+    add_paths(run)
     run.set_defaults(func=cmd_run)
+
+    backfill = commands.add_parser("backfill", help="rebuild a range of as-of dates in one run (one dbt build)")
+    backfill.add_argument("--from", dest="date_from", type=_date, required=True, help="first as-of date")
+    backfill.add_argument("--to", dest="date_to", type=_date, required=True, help="last as-of date (inclusive)")
+    add_paths(backfill)
+    backfill.set_defaults(func=cmd_backfill)
 
     sample = commands.add_parser("sample", help="generate deterministic sample landing files")
     sample.add_argument("--out", required=True, help="landing folder to write")
@@ -91,6 +128,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    # Dagster marks backfill_policy as beta; the warning says nothing a user can act on.
+    warnings.filterwarnings("ignore", message=".*is currently in beta.*")
     try:
         return args.func(args)
     except ConfigError as error:

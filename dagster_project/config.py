@@ -10,7 +10,7 @@ import dataclasses
 import datetime as dt
 import os
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any, Mapping, Sequence
 
 import yaml
 
@@ -66,6 +66,9 @@ class LoyaltyConfig:
     # Nightly schedule.
     schedule_cron: str = "0 2 * * *"
     schedule_timezone: str = "Europe/Stockholm"
+    # dbt unit tests (given/expect rows for every business rule) belong to development and CI:
+    # `make test` runs them; a nightly run skips them unless this is true.
+    run_dbt_unit_tests: bool = False
     # DuckDB resources (None: DuckDB's defaults); a temp directory lets large runs spill to disk.
     duckdb_memory_limit: str | None = None
     duckdb_threads: int | None = None
@@ -158,10 +161,18 @@ def load_config(path: str | os.PathLike | None = None) -> LoyaltyConfig:
         raise ConfigError(f"{file}: {error}") from error
 
 
-def dbt_vars(config: LoyaltyConfig, as_of_date: dt.date) -> dict[str, Any]:
-    """The dbt ``--vars`` of one run: the as-of date and every business constant."""
+def dbt_vars(config: LoyaltyConfig, as_of: dt.date | Sequence[dt.date]) -> dict[str, Any]:
+    """The dbt ``--vars`` of one run: its as-of date(s) and every business constant.
+
+    ``as_of_dates`` are all dates of the run (a backfill computes a range in one dbt build);
+    ``as_of_date`` is the latest, the date of the customer-level marts.
+    """
+    dates = sorted({as_of} if isinstance(as_of, dt.date) else set(as_of))
+    if not dates:
+        raise ConfigError("a run needs at least one as-of date")
     return {
-        "as_of_date": as_of_date.isoformat(),
+        "as_of_date": dates[-1].isoformat(),
+        "as_of_dates": [date.isoformat() for date in dates],
         "period_months": config.period_months,
         "segment_cutoffs": {name: float(config.segment_cutoffs[name]) for name in SEGMENTS[:-1]},
         "nps_promoter_min": config.nps_promoter_min,

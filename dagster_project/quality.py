@@ -40,7 +40,7 @@ class FailedExpectation:
     type: str
     column: str | None
     kwargs: dict[str, Any]  # the expectation's arguments, JSON-safe (GX's batch_id left out)
-    observed: str  # "12 unexpected values (0.02%)", "0" (an aggregate), or "error: ..."
+    observed: str  # "12 unexpected values (0.02%)", an aggregate's value ("0"), or "error: ..."
     unexpected_values: list[Any]  # up to SAMPLE_SIZE
     unexpected_rows: list[dict[str, Any]]  # up to SAMPLE_SIZE whole rows of the frame
 
@@ -186,7 +186,7 @@ def _failed(df: pd.DataFrame, item) -> FailedExpectation:
     elif "unexpected_count" in result:
         count = result["unexpected_count"]
         percent = result.get("unexpected_percent")
-        observed = f"{count} unexpected values" + (f" ({percent:.3g}%)" if percent is not None else "")
+        observed = f"{count} unexpected value{'' if count == 1 else 's'}" + (f" ({percent:.3g}%)" if percent is not None else "")
         values = [_plain(v) for v in (result.get("partial_unexpected_list") or [])[:SAMPLE_SIZE]]
         rows = _rows(df, result.get("partial_unexpected_index_list") or [])
     else:

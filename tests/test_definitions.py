@@ -42,3 +42,26 @@ def test_every_mart_has_grain_checks():
     checked = {key.asset_key.to_user_string() for key in graph.asset_check_keys}
     marts = {key for key in EXPECTED_ASSET_KEYS if key.startswith("marts/")}
     assert marts <= checked
+
+
+def test_nightly_schedule_runs_yesterday_at_two_in_stockholm():
+    import datetime as dt
+    from zoneinfo import ZoneInfo
+
+    from dagster_project.schedules import nightly_schedule
+
+    assert nightly_schedule.cron_schedule == "0 2 * * *"
+    assert nightly_schedule.execution_timezone == "Europe/Stockholm"
+    context = dg.build_schedule_context(
+        scheduled_execution_time=dt.datetime(2026, 3, 1, 2, 0, tzinfo=ZoneInfo("Europe/Stockholm"))
+    )
+    request = nightly_schedule(context)
+    assert request.partition_key == "2026-02-28"
+
+
+def test_every_asset_is_partitioned_by_as_of_date_with_single_run_backfills():
+    graph = defs.resolve_asset_graph()
+    for key in graph.get_all_asset_keys():
+        node = graph.get(key)
+        assert node.partitions_def is not None, key
+        assert node.backfill_policy == dg.BackfillPolicy.single_run(), key

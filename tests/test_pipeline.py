@@ -1,6 +1,7 @@
 """The whole asset graph materialised in-process on a temporary warehouse, figures checked by hand."""
 
 import datetime as dt
+import json
 
 import pytest
 
@@ -58,12 +59,29 @@ def warehouse(small_run, tmp_path_factory):
     from dagster_project.resources import LoyaltySettings
 
     path = tmp_path_factory.mktemp("wh") / "warehouse.duckdb"
-    settings = LoyaltySettings(as_of_date=AS_OF.isoformat(), raw_dir=str(small_run), warehouse=str(path))
+    settings = LoyaltySettings(
+        as_of_date=AS_OF.isoformat(), raw_dir=str(small_run), warehouse=str(path),
+        overrides_json='{"run_dbt_unit_tests": true}',  # `make test` runs every dbt unit test here
+    )
     outcome = run_pipeline(settings)
     assert outcome.success, outcome.failure
+    pytest.dbt_run_id = outcome.run_id
     materialized = {e.asset_key.to_user_string() for e in outcome.result.get_asset_materialization_events()}
     assert {"raw/transactions", "raw/nps_responses", "marts/segment_clv", "marts/segment_flow_matrix"} <= materialized
     return path
+
+
+def test_every_dbt_unit_test_ran_and_passed_in_the_run(warehouse):
+    """The business rules' unit tests (dbt/models/*/_*__unit_tests.yml) ran inside this run."""
+    from dagster_project.dbt_project import DBT_PROJECT_DIR
+
+    manifest = json.loads((DBT_PROJECT_DIR / "target" / "manifest.json").read_text())
+    declared = {uid for uid in manifest.get("unit_tests", {})}
+    [target] = list((DBT_PROJECT_DIR / "target").glob(f"loyalty_dbt_models-{pytest.dbt_run_id[:7]}-*"))
+    results = json.loads((target / "run_results.json").read_text())["results"]
+    unit = {r["unique_id"]: r["status"] for r in results if r["unique_id"].startswith("unit_test.")}
+    assert len(declared) >= 10
+    assert unit == {uid: "pass" for uid in declared}
 
 
 def test_customer_period_facts(warehouse):

@@ -1,17 +1,27 @@
 {#- The business rules that several models share. Constants come from vars (config.py). -#}
 
+{#- The latest as-of date of the run: customer-level marts hold this date only. -#}
 {% macro as_of_date() -%}
     cast('{{ var("as_of_date") }}' as date)
 {%- endmacro %}
 
+{#- Every as-of date of the run (one for a nightly run, a range for a backfill) as rows; the
+    aggregate marts keep one slice per as_of_date. -#}
+{% macro run_dates() -%}
+    {%- set dates = var('as_of_dates', [var('as_of_date')]) -%}
+    {%- for date in dates %}
+    select cast('{{ date }}' as date) as as_of_date{% if not loop.last %} union all{% endif %}
+    {%- endfor %}
+{%- endmacro %}
+
 {#- Last day of period k: as_of − period_months·k months (month ends clamp: Mar 31 − 1 month = Feb 28/29). -#}
-{% macro period_end(period_index) -%}
-    cast({{ dbt.dateadd('month', '-1 * ' ~ var('period_months') ~ ' * (' ~ period_index ~ ')', as_of_date()) }} as date)
+{% macro period_end(period_index, as_of='as_of_date') -%}
+    cast({{ dbt.dateadd('month', '-1 * ' ~ var('period_months') ~ ' * (' ~ period_index ~ ')', as_of) }} as date)
 {%- endmacro %}
 
 {#- First day of period k: the day after the end of period k + 1. -#}
-{% macro period_start(period_index) -%}
-    cast({{ dbt.dateadd('day', 1, period_end('(' ~ period_index ~ ') + 1')) }} as date)
+{% macro period_start(period_index, as_of='as_of_date') -%}
+    cast({{ dbt.dateadd('day', 1, period_end('(' ~ period_index ~ ') + 1', as_of)) }} as date)
 {%- endmacro %}
 
 {#- Value segment from the value share (customers with strictly higher revenue ÷ active customers). -#}

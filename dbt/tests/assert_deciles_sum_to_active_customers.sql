@@ -5,6 +5,7 @@ with
 deciles as (
     select period_index, sum(customers) as customers, sum(revenue) as revenue
     from {{ ref('value_deciles') }}
+    where as_of_date = {{ as_of_date() }}
     group by period_index
 ),
 

@@ -6,6 +6,7 @@ with
 
 flows as (
     select * from {{ ref('segment_flow_matrix') }}
+    where as_of_date = {{ as_of_date() }}
 ),
 
 facts as (

@@ -5,6 +5,7 @@ with
 
 nps as (
     select * from {{ ref('nps_by_segment') }}
+    where as_of_date = {{ as_of_date() }}
 ),
 
 segment_sums as (

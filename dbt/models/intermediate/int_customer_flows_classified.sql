@@ -1,5 +1,5 @@
-{#- One row per customer active in period k or k + 1, for every consecutive pair of periods,
-    with the flow from k + 1 (earlier) to k (later). period_index is k. -#}
+{#- One row per as-of date, customer active in period k or k + 1, for every consecutive pair of
+    periods, with the flow from k + 1 (earlier) to k (later). period_index is k. -#}
 with
 
 segmented as (
@@ -11,26 +11,31 @@ periods as (
 ),
 
 later_periods as (
-    select period_index
-    from periods
-    where period_index + 1 in (select period_index from periods)
+    select later.as_of_date, later.period_index
+    from periods as later
+    inner join periods as earlier
+        on earlier.as_of_date = later.as_of_date
+        and earlier.period_index = later.period_index + 1
 ),
 
 first_active as (
     -- Period indexes grow into the past: the largest one is where the first purchase was.
-    select customer_id, max(period_index) as first_active_period_index
+    select as_of_date, customer_id, max(period_index) as first_active_period_index
     from segmented
-    group by customer_id
+    group by as_of_date, customer_id
 ),
 
 current_period as (
     select segmented.*
     from segmented
-    inner join later_periods on segmented.period_index = later_periods.period_index
+    inner join later_periods
+        on segmented.as_of_date = later_periods.as_of_date
+        and segmented.period_index = later_periods.period_index
 ),
 
 previous_period as (
     select
+        segmented.as_of_date,
         segmented.customer_id,
         segmented.period_index - 1 as period_index,
         segmented.value_segment,
@@ -38,11 +43,14 @@ previous_period as (
         segmented.revenue,
         segmented.purchases
     from segmented
-    inner join later_periods on segmented.period_index - 1 = later_periods.period_index
+    inner join later_periods
+        on segmented.as_of_date = later_periods.as_of_date
+        and segmented.period_index - 1 = later_periods.period_index
 ),
 
 joined as (
     select
+        coalesce(current_period.as_of_date, previous_period.as_of_date) as as_of_date,
         coalesce(current_period.period_index, previous_period.period_index) as period_index,
         coalesce(current_period.customer_id, previous_period.customer_id) as customer_id,
         previous_period.value_segment as from_segment,
@@ -55,12 +63,14 @@ joined as (
         previous_period.purchases as previous_purchases
     from current_period
     full outer join previous_period
-        on current_period.customer_id = previous_period.customer_id
+        on current_period.as_of_date = previous_period.as_of_date
+        and current_period.customer_id = previous_period.customer_id
         and current_period.period_index = previous_period.period_index
 ),
 
 final as (
     select
+        joined.as_of_date,
         joined.period_index,
         joined.customer_id,
         joined.from_segment,
@@ -78,7 +88,9 @@ final as (
         joined.previous_revenue,
         coalesce(joined.previous_purchases, 0) as previous_purchases
     from joined
-    inner join first_active on joined.customer_id = first_active.customer_id
+    inner join first_active
+        on joined.as_of_date = first_active.as_of_date
+        and joined.customer_id = first_active.customer_id
 )
 
 select * from final

@@ -1,4 +1,4 @@
-{#- One row per customer and period with any transaction in it (refund-only periods included). -#}
+{#- One row per as-of date, customer and period with any transaction in it (refund-only periods included). -#}
 with
 
 transactions as (
@@ -12,6 +12,7 @@ periods as (
 assigned as (
     select
         transactions.*,
+        periods.as_of_date,
         periods.period_index,
         periods.period_start,
         periods.period_end
@@ -22,6 +23,7 @@ assigned as (
 
 final as (
     select
+        as_of_date,
         customer_id,
         period_index,
         period_start,
@@ -35,7 +37,7 @@ final as (
             else count(distinct case when is_purchase then product_id end)
         end as distinct_products
     from assigned
-    group by customer_id, period_index, period_start, period_end
+    group by as_of_date, customer_id, period_index, period_start, period_end
 )
 
 select * from final

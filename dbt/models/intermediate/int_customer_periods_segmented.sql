@@ -13,8 +13,8 @@ active as (
 ranked as (
     select
         active.*,
-        rank() over (partition by period_index order by revenue desc) - 1 as customers_above,
-        count(*) over (partition by period_index) as active_customers
+        rank() over (partition by as_of_date, period_index order by revenue desc) - 1 as customers_above,
+        count(*) over (partition by as_of_date, period_index) as active_customers
     from active
 ),
 
@@ -29,6 +29,7 @@ shared as (
 
 final as (
     select
+        as_of_date,
         customer_id,
         period_index,
         period_start,

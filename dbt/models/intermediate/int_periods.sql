@@ -1,5 +1,5 @@
-{#- One row per period, k = 0 the latest: (as_of − P·(k+1) months, as_of − P·k months].
-    Periods reach back to the oldest dated row on or before the as-of date. -#}
+{#- One row per as-of date of the run and period, k = 0 the latest:
+    (as_of − P·(k+1) months, as_of − P·k months]. Periods reach back to the oldest dated row. -#}
 with
 
 transactions as (
@@ -8,6 +8,10 @@ transactions as (
 
 nps_responses as (
     select * from {{ ref('stg_raw__nps_responses') }}
+),
+
+run_dates as (
+    {{ run_dates() }}
 ),
 
 dated as (
@@ -19,7 +23,6 @@ dated as (
 first_date as (
     select min(event_date) as first_event_date
     from dated
-    where event_date <= {{ as_of_date() }}
 ),
 
 series as (
@@ -28,10 +31,12 @@ series as (
 
 periods as (
     select
+        run_dates.as_of_date,
         cast(series.n as integer) as period_index,
-        {{ period_start('series.n') }} as period_start,
-        {{ period_end('series.n') }} as period_end
-    from series
+        {{ period_start('series.n', 'run_dates.as_of_date') }} as period_start,
+        {{ period_end('series.n', 'run_dates.as_of_date') }} as period_end
+    from run_dates
+    cross join series
 ),
 
 final as (

@@ -1,16 +1,19 @@
 with
 
 customer_periods as (
+    -- A customer-level mart: the run's latest as-of date only.
     select * from {{ ref('int_customer_periods_aggregated') }}
+    where as_of_date = {{ as_of_date() }}
 ),
 
 segmented as (
     select * from {{ ref('int_customer_periods_segmented') }}
+    where as_of_date = {{ as_of_date() }}
 ),
 
 final as (
     select
-        {{ as_of_date() }} as as_of_date,
+        customer_periods.as_of_date,
         customer_periods.customer_id,
         customer_periods.period_index,
         customer_periods.period_start,

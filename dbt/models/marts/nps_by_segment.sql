@@ -16,11 +16,12 @@ segmented as (
 
 latest as (
     select
+        periods.as_of_date,
         periods.period_index,
         responses.customer_id,
         responses.nps_category,
         row_number() over (
-            partition by periods.period_index, responses.customer_id
+            partition by periods.as_of_date, periods.period_index, responses.customer_id
             order by responses.response_date desc, responses.response_id desc
         ) as answer_recency
     from responses
@@ -30,12 +31,14 @@ latest as (
 
 answers as (
     select
+        latest.as_of_date,
         latest.period_index,
         latest.nps_category,
         segmented.value_segment
     from latest
     left join segmented
-        on latest.customer_id = segmented.customer_id
+        on latest.as_of_date = segmented.as_of_date
+        and latest.customer_id = segmented.customer_id
         and latest.period_index = segmented.period_index
     where latest.answer_recency = 1
 ),
@@ -46,13 +49,14 @@ segments as (
 ),
 
 grid as (
-    select answered_periods.period_index, segments.value_segment
-    from (select distinct period_index from answers) as answered_periods
+    select answered_periods.as_of_date, answered_periods.period_index, segments.value_segment
+    from (select distinct as_of_date, period_index from answers) as answered_periods
     cross join segments
 ),
 
 counted as (
     select
+        grid.as_of_date,
         grid.period_index,
         grid.value_segment,
         count(answers.nps_category) as responses,
@@ -61,14 +65,15 @@ counted as (
         count(case when answers.nps_category = 'detractor' then 1 end) as detractors
     from grid
     left join answers
-        on answers.period_index = grid.period_index
+        on answers.as_of_date = grid.as_of_date
+        and answers.period_index = grid.period_index
         and (answers.value_segment = grid.value_segment or grid.value_segment = 'total')
-    group by grid.period_index, grid.value_segment
+    group by grid.as_of_date, grid.period_index, grid.value_segment
 ),
 
 final as (
     select
-        {{ as_of_date() }} as as_of_date,
+        as_of_date,
         period_index,
         value_segment,
         cast(responses as bigint) as responses,

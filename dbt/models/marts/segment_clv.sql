@@ -7,8 +7,14 @@ segmented as (
     select * from {{ ref('int_customer_periods_segmented') }}
 ),
 
+run_dates as (
+    {{ run_dates() }}
+),
+
 retention as (
+    -- segment_retention keeps every as-of date's slice: this run's dates only.
     select * from {{ ref('segment_retention') }}
+    where as_of_date in (select as_of_date from run_dates)
 ),
 
 segments as (
@@ -16,13 +22,14 @@ segments as (
 ),
 
 grid as (
-    select retention.period_index, segments.value_segment, segments.segment_rank
-    from (select distinct period_index from retention) as retention
+    select retention.as_of_date, retention.period_index, segments.value_segment, segments.segment_rank
+    from (select distinct as_of_date, period_index from retention) as retention
     cross join segments
 ),
 
 by_segment as (
     select
+        grid.as_of_date,
         grid.period_index,
         grid.value_segment,
         grid.segment_rank,
@@ -31,17 +38,18 @@ by_segment as (
         coalesce(sum(segmented.revenue), 0) as revenue
     from grid
     left join segmented
-        on segmented.period_index = grid.period_index
+        on segmented.as_of_date = grid.as_of_date
+        and segmented.period_index = grid.period_index
         and segmented.value_segment = grid.value_segment
-    group by grid.period_index, grid.value_segment, grid.segment_rank
+    group by grid.as_of_date, grid.period_index, grid.value_segment, grid.segment_rank
 ),
 
 with_total as (
     select * from by_segment
     union all
-    select period_index, 'total', 5, sum(customers), sum(purchases), sum(revenue)
+    select as_of_date, period_index, 'total', 5, sum(customers), sum(purchases), sum(revenue)
     from by_segment
-    group by period_index
+    group by as_of_date, period_index
 ),
 
 valued as (
@@ -52,7 +60,8 @@ valued as (
         {{ safe_divide('with_total.revenue', 'with_total.customers') }} * 12.0 / {{ var('period_months') }} as revenue_per_customer
     from with_total
     inner join retention
-        on with_total.period_index = retention.period_index
+        on with_total.as_of_date = retention.as_of_date
+        and with_total.period_index = retention.period_index
         and with_total.value_segment = retention.value_segment
 ),
 
@@ -65,7 +74,7 @@ with_clv as (
 
 final as (
     select
-        {{ as_of_date() }} as as_of_date,
+        as_of_date,
         period_index,
         value_segment,
         cast(customers as bigint) as customers,
@@ -79,12 +88,12 @@ final as (
         -- Index against the lowest (bottom) segment; none for the total row.
         case
             when value_segment <> 'total' then
-                {{ safe_divide('clv', "max(case when value_segment = 'bottom' then clv end) over (partition by period_index)") }}
+                {{ safe_divide('clv', "max(case when value_segment = 'bottom' then clv end) over (partition by as_of_date, period_index)") }}
         end as clv_index,
         retention_rate,
         case
             when value_segment = 'total'
-                then sum(case when value_segment <> 'total' then customers * clv end) over (partition by period_index)
+                then sum(case when value_segment <> 'total' then customers * clv end) over (partition by as_of_date, period_index)
             else customers * clv
         end as portfolio_value
     from with_clv

@@ -6,6 +6,7 @@ flows as (
 
 cells as (
     select
+        as_of_date,
         period_index,
         from_segment,
         to_segment,
@@ -15,12 +16,12 @@ cells as (
         -- Lost customers bring no revenue in the later period: show what they were worth before.
         sum(case when flow = 'lost' then previous_revenue else revenue end) as revenue
     from flows
-    group by period_index, from_segment, to_segment, flow
+    group by as_of_date, period_index, from_segment, to_segment, flow
 ),
 
 final as (
     select
-        {{ as_of_date() }} as as_of_date,
+        as_of_date,
         period_index,
         from_segment,
         to_segment,

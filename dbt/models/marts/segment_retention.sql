@@ -1,13 +1,21 @@
-{#- Per later period k and segment s of period k + 1: how many of s's customers were still active in k.
-    duration_years = period length in years ÷ churn rate (null when nobody churned). -#}
+{#- Per as-of date, later period k and segment s of period k + 1: how many of s's customers were
+    still active in k. duration_years = period length in years ÷ churn rate (null when nobody churned). -#}
 with
 
 flows as (
     select * from {{ ref('int_customer_flows_classified') }}
 ),
 
+periods as (
+    select * from {{ ref('int_periods') }}
+),
+
 later_periods as (
-    select distinct period_index from flows
+    select later.as_of_date, later.period_index
+    from periods as later
+    inner join periods as earlier
+        on earlier.as_of_date = later.as_of_date
+        and earlier.period_index = later.period_index + 1
 ),
 
 segments as (
@@ -16,13 +24,14 @@ segments as (
 ),
 
 grid as (
-    select later_periods.period_index, segments.value_segment, segments.segment_rank
+    select later_periods.as_of_date, later_periods.period_index, segments.value_segment, segments.segment_rank
     from later_periods
     cross join segments
 ),
 
 counted as (
     select
+        grid.as_of_date,
         grid.period_index,
         grid.value_segment,
         grid.segment_rank,
@@ -30,15 +39,16 @@ counted as (
         count(case when flows.flow = 'lost' then 1 end) as lost_customers
     from grid
     left join flows
-        on flows.period_index = grid.period_index
+        on flows.as_of_date = grid.as_of_date
+        and flows.period_index = grid.period_index
         and flows.from_segment is not null
         and (flows.from_segment = grid.value_segment or grid.value_segment = 'total')
-    group by grid.period_index, grid.value_segment, grid.segment_rank
+    group by grid.as_of_date, grid.period_index, grid.value_segment, grid.segment_rank
 ),
 
 final as (
     select
-        {{ as_of_date() }} as as_of_date,
+        as_of_date,
         period_index,
         value_segment,
         cast(base_customers as bigint) as base_customers,

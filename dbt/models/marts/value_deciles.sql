@@ -6,27 +6,28 @@ segmented as (
 
 deciles as (
     select
+        as_of_date,
         period_index,
         value_decile,
         count(*) as customers,
         sum(revenue) as revenue
     from segmented
-    group by period_index, value_decile
+    group by as_of_date, period_index, value_decile
 ),
 
 with_totals as (
     select
         deciles.*,
-        sum(customers) over (partition by period_index) as period_customers,
-        sum(revenue) over (partition by period_index) as period_revenue,
-        sum(customers) over (partition by period_index order by value_decile rows between unbounded preceding and current row) as running_customers,
-        sum(revenue) over (partition by period_index order by value_decile rows between unbounded preceding and current row) as running_revenue
+        sum(customers) over (partition by as_of_date, period_index) as period_customers,
+        sum(revenue) over (partition by as_of_date, period_index) as period_revenue,
+        sum(customers) over (partition by as_of_date, period_index order by value_decile rows between unbounded preceding and current row) as running_customers,
+        sum(revenue) over (partition by as_of_date, period_index order by value_decile rows between unbounded preceding and current row) as running_revenue
     from deciles
 ),
 
 final as (
     select
-        {{ as_of_date() }} as as_of_date,
+        as_of_date,
         period_index,
         value_decile,
         cast(customers as bigint) as customers,
