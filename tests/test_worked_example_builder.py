@@ -10,36 +10,20 @@ import re
 
 import pytest
 
-try:
-    from tests.worked_example import (
-        AS_OF,
-        EXPECTED_CLV,
-        EXPECTED_CURRENT_TOTAL_CUSTOMERS,
-        EXPECTED_FLOW_TOTALS,
-        EXPECTED_FLOWS,
-        EXPECTED_LOST_TOTAL_CUSTOMERS,
-        EXPECTED_PREVIOUS_SEGMENTS,
-        EXPECTED_PREVIOUS_TOTAL_CUSTOMERS,
-        SEGMENTS,
-        matches_displayed,
-        reference_figures,
-        write_worked_example,
-    )
-except ImportError:  # tests/ is not a package: pytest puts tests/ itself on sys.path
-    from worked_example import (  # type: ignore[no-redef]
-        AS_OF,
-        EXPECTED_CLV,
-        EXPECTED_CURRENT_TOTAL_CUSTOMERS,
-        EXPECTED_FLOW_TOTALS,
-        EXPECTED_FLOWS,
-        EXPECTED_LOST_TOTAL_CUSTOMERS,
-        EXPECTED_PREVIOUS_SEGMENTS,
-        EXPECTED_PREVIOUS_TOTAL_CUSTOMERS,
-        SEGMENTS,
-        matches_displayed,
-        reference_figures,
-        write_worked_example,
-    )
+from .worked_example import (
+    AS_OF,
+    EXPECTED_CLV,
+    EXPECTED_CURRENT_TOTAL_CUSTOMERS,
+    EXPECTED_FLOW_TOTALS,
+    EXPECTED_FLOWS,
+    EXPECTED_LOST_TOTAL_CUSTOMERS,
+    EXPECTED_PREVIOUS_SEGMENTS,
+    EXPECTED_PREVIOUS_TOTAL_CUSTOMERS,
+    SEGMENTS,
+    matches_displayed,
+    reference_figures,
+    write_worked_example,
+)
 
 
 @pytest.fixture(scope="module")

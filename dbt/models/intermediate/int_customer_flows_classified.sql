@@ -11,11 +11,7 @@ periods as (
 ),
 
 later_periods as (
-    select later.as_of_date, later.period_index
-    from periods as later
-    inner join periods as earlier
-        on earlier.as_of_date = later.as_of_date
-        and earlier.period_index = later.period_index + 1
+    select as_of_date, period_index from periods where has_previous_period
 ),
 
 first_active as (

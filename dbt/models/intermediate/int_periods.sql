@@ -39,11 +39,19 @@ periods as (
     cross join series
 ),
 
-final as (
+spine as (
     select periods.*
     from periods
     cross join first_date
     where periods.period_end >= first_date.first_event_date
+),
+
+final as (
+    select
+        spine.*,
+        -- Flows, retention and CLV need the period before: the oldest period has none.
+        spine.period_index + 1 < count(*) over (partition by spine.as_of_date) as has_previous_period
+    from spine
 )
 
 select * from final
