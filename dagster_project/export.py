@@ -53,6 +53,7 @@ from .warehouse import connect, quote_identifier
 
 SCHEMA_VERSION = 1
 MART_KEY = dg.AssetKey(["marts", "customer_segment_flags"])
+ERASURES_KEY = dg.AssetKey(["raw", "erasures"])
 MART_TABLE = "marts.customer_segment_flags"
 CONSENT_VIEW = "staging.stg_raw__customers"
 FILE_PREFIX = "segment_flags_"
@@ -102,6 +103,11 @@ DELTA_EXTRA_COLUMNS = ("change", "changed_columns")
 
 class ExportError(RuntimeError):
     """The export cannot be written safely; the message says why and what to do."""
+
+
+class MartIsNewer(ExportError):
+    """The mart holds a later as-of date than the run: a backfill of older dates, which keeps the
+    customer-level marts (and so the export) at their newest date. Nothing is written."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -236,7 +242,7 @@ def format_value(value: Any) -> str:
     if isinstance(value, decimal.Decimal):
         return f"{value.quantize(decimal.Decimal('0.01')):f}"
     if isinstance(value, float):
-        return f"{value:.2f}"
+        return f"{value + 0.0:.2f}" if value != 0 else "0.00"  # never "-0.00"
     return str(value)
 
 
@@ -286,9 +292,11 @@ def read_warehouse(config: LoyaltyConfig, as_of: dt.date) -> WarehouseSnapshot:
     with connect(config.warehouse_path, read_only=True) as con:
         if not _relation_exists(con, "marts", "customer_segment_flags"):
             raise ExportError(f"{MART_TABLE} does not exist in {config.warehouse_path}: run the dbt models first")
-        mart_dates = con.execute(f"select distinct as_of_date from {MART_TABLE}").fetchall()
-        if any(row[0] != as_of for row in mart_dates):
-            built = ", ".join(sorted(str(row[0]) for row in mart_dates))
+        mart_dates = sorted(row[0] for row in con.execute(f"select distinct as_of_date from {MART_TABLE}").fetchall())
+        if mart_dates and mart_dates != [as_of]:
+            built = ", ".join(str(day) for day in mart_dates)
+            if mart_dates[0] > as_of:
+                raise MartIsNewer(f"{MART_TABLE} holds as-of {built}, newer than {as_of}: the export stays at {built}")
             raise ExportError(
                 f"{MART_TABLE} was built for as-of {built}, not {as_of}: materialise the dbt models for {as_of} first"
             )
@@ -311,17 +319,24 @@ def read_warehouse(config: LoyaltyConfig, as_of: dt.date) -> WarehouseSnapshot:
                 raise ExportError(f"export_pii_columns names a column twice: {pii}")
             pii_select = ", " + ", ".join(f"consent.{quote_identifier(name)}" for name in pii)
             pii_join = f" left join {CONSENT_VIEW} as consent on consent.customer_id = flags.customer_id"
+        has_erasures = _relation_exists(con, "raw", "erasures")
+        erased = frozenset(
+            row[0] for row in con.execute("select distinct customer_id from raw.erasures").fetchall()
+        ) if has_erasures else frozenset()
+        conditions = []
+        if has_consent_source:
+            conditions.append("flags.has_marketing_consent")
+        if has_erasures:
+            # The mart was rebuilt without them; this also holds if it was built before the erasure ran.
+            conditions.append("flags.customer_id not in (select customer_id from raw.erasures)")
+        where = (" where " + " and ".join(conditions)) if conditions else ""
         columns = ", ".join(f"flags.{quote_identifier(field.name)}" for field in FLAG_SCHEMA if field.name != "clv")
-        where = " where flags.has_marketing_consent" if has_consent_source else ""
         query = (
             f"select {columns}, round(flags.clv, 2) as clv{pii_select} from {MART_TABLE} as flags{pii_join}{where}"
             " order by flags.customer_id"
         )
         fetched = con.sql(query).to_arrow_table()
         mart_rows = con.execute(f"select count(*) from {MART_TABLE}").fetchall()[0][0]
-        erased = frozenset(
-            row[0] for row in con.execute("select distinct customer_id from raw.erasures").fetchall()
-        ) if _relation_exists(con, "raw", "erasures") else frozenset()
     schema = pa.schema(list(FLAG_SCHEMA) + [pa.field(name, pa.string()) for name in pii])
     table = pa.table({field.name: fetched.column(field.name).cast(field.type) for field in schema}, schema=schema)
     return WarehouseSnapshot(table, has_consent_source, erased, mart_rows)
@@ -425,6 +440,9 @@ def scrub_erased(root: Path, erased: frozenset[str], skip: dt.date, run_id: str)
             for name, (data, rows) in changed_here.items():
                 if name in manifest.get("files", {}):
                     manifest["files"][name] = {"rows": rows, "sha256": sha256_bytes(data), "bytes": len(data)}
+            if expected["delta"] in changed_here and "delta_counts" in manifest:
+                changes = [row.get("change") for row in csv.DictReader(io.StringIO(changed_here[expected["delta"]][0].decode("utf-8")))]
+                manifest["delta_counts"] = {kind: changes.count(kind) for kind in ("added", "changed", "removed")}
             if changed_here:
                 manifest["run_id"] = run_id
             manifest["erasures_checked"] = len(erased)
@@ -512,6 +530,7 @@ def export_segment_flags(
         "erasures_checked": len(snapshot.erased_ids),
     }
 
+    log(f"export: writing {', '.join(data)} to {root} (the manifest last)")
     written = tuple(name for name, content in data.items() if write_if_changed(root, name, content))
     existing = _read_manifest(root / names["manifest"])
     unchanged = existing is not None and {**existing, "run_id": run_id} == manifest
@@ -539,16 +558,18 @@ def _align(previous: pa.Table, schema: pa.Schema) -> pa.Table:
 # ----------------------------------------------------------------------------------------------
 
 
-def failed_mart_checks(context: dg.AssetExecutionContext) -> list[str]:
-    """Blocking (error-severity) dbt checks on the mart whose latest evaluation failed."""
-    try:
-        graph = context.repository_def.asset_graph
-        check_keys = [key for key in graph.asset_check_keys if key.asset_key == MART_KEY]
-    except Exception:  # no repository in a bare invocation: nothing to look up
-        return []
+def mart_check_keys() -> list[dg.AssetCheckKey]:
+    """The dbt tests on the mart, as the code location declares them (asset checks of the dbt assets)."""
+    from .transform import loyalty_dbt_models  # imported late: it loads the dbt manifest
+
+    return sorted((key for key in loyalty_dbt_models.check_keys if key.asset_key == MART_KEY), key=lambda k: k.name)
+
+
+def failed_mart_checks(instance: dg.DagsterInstance, check_keys: Iterable[dg.AssetCheckKey]) -> list[str]:
+    """Error-severity checks whose latest evaluation (this run's, in a full run) failed."""
     failed = []
-    for key in sorted(check_keys, key=lambda k: k.name):
-        record = context.instance.get_latest_asset_check_evaluation_record(key)
+    for key in check_keys:
+        record = instance.get_latest_asset_check_evaluation_record(key)
         evaluation = record.evaluation if record is not None else None
         if evaluation is not None and not evaluation.passed and evaluation.severity == dg.AssetCheckSeverity.ERROR:
             failed.append(key.name)
@@ -566,7 +587,8 @@ def run_as_of(context: dg.AssetExecutionContext, settings: LoyaltySettings) -> d
     key_prefix=["exports"],
     name="segment_flags",
     group_name="export",
-    deps=[MART_KEY],
+    # After the mart (and its dbt checks), and after the erasure step, whose list it also applies.
+    deps=[MART_KEY, ERASURES_KEY],
     # The graph's as-of partitions: a nightly run exports its date; a backfilled range exports its
     # latest date only (the customer-level mart holds the latest date of the run).
     partitions_def=AS_OF_PARTITIONS,
@@ -577,16 +599,26 @@ def run_as_of(context: dg.AssetExecutionContext, settings: LoyaltySettings) -> d
     ),
 )
 def segment_flags_export(context: dg.AssetExecutionContext, settings: LoyaltySettings) -> dg.MaterializeResult:
-    failed = failed_mart_checks(context)
+    # In a full run Dagster already skips this step when a dbt test fails (the dbt step fails);
+    # this also stops an export materialised on its own after a run whose mart checks failed.
+    failed = failed_mart_checks(context.instance, mart_check_keys())
     if failed:
-        raise ExportError(f"dbt checks failed on {MART_KEY.to_user_string()}: {', '.join(failed)}; not exporting")
+        raise ExportError(
+            f"the latest dbt checks on {MART_KEY.to_user_string()} failed ({', '.join(failed)}): not exporting;"
+            " fix the data and rebuild the mart"
+        )
     config = settings.loyalty_config()
     as_of = run_as_of(context, settings)
-    outcome = export_segment_flags(config, as_of, context.run_id, log=context.log.info)
+    try:
+        outcome = export_segment_flags(config, as_of, context.run_id, log=context.log.info)
+    except MartIsNewer as skipped:
+        context.log.info(f"backfill of an older date: nothing exported ({skipped})")
+        return dg.MaterializeResult(metadata={"exported": False, "reason": str(skipped)})
     manifest = outcome.manifest
     names = file_names(as_of)
     return dg.MaterializeResult(
         metadata={
+            "exported": True,
             "folder": str(outcome.folder),
             "rows": manifest["files"][names["csv"]]["rows"],
             "delta_rows": manifest["files"][names["delta"]]["rows"],

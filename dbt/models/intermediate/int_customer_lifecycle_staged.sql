@@ -17,6 +17,7 @@
                 for ≥ 2 purchase days, else at_risk_gap_factor × at_risk_min_days (the missing
                 median is taken as at_risk_min_days: 2 × 90 = 180 days with the defaults)
       active    everyone else (a purchase within the last lost_after_days).
+    Customer-level: computed for the run's latest as-of date only (tag customer_level).
 -#}
 with
 
@@ -24,40 +25,41 @@ transactions as (
     select * from {{ ref('stg_raw__transactions') }}
 ),
 
-purchase_days as (
-    select distinct
-        customer_id,
-        transaction_date as purchase_date
-    from transactions
-    where is_purchase
-        and transaction_date <= {{ as_of_date() }}
-),
-
-sequenced as (
+customer_days as (
+    -- One pass over the transactions: one row per customer and day up to the as-of date, with
+    -- the day's net amount (for revenue_before_lapse) and whether it was a purchase day.
     select
         customer_id,
-        purchase_date,
-        lag(purchase_date) over (partition by customer_id order by purchase_date) as previous_purchase_date,
-        row_number() over (partition by customer_id order by purchase_date) as purchase_day_number
-    from purchase_days
+        transaction_date,
+        sum(amount) as net_amount,
+        max(case when is_purchase then 1 else 0 end) as is_purchase_day
+    from transactions
+    where transaction_date <= {{ as_of_date() }}
+    group by customer_id, transaction_date
 ),
 
 gaps as (
+    -- One window pass: the gap to the previous purchase day (null on the first purchase day).
     select
-        sequenced.*,
-        {{ dbt.datediff('previous_purchase_date', 'purchase_date', 'day') }} as gap_days
-    from sequenced
+        customer_id,
+        transaction_date as purchase_date,
+        {{ dbt.datediff(
+            'lag(transaction_date) over (partition by customer_id order by transaction_date)',
+            'transaction_date', 'day') }} as gap_days
+    from customer_days
+    where is_purchase_day = 1
 ),
 
 customers as (
     select
         customer_id,
         min(purchase_date) as first_purchase_date,
-        min(case when purchase_day_number = 2 then purchase_date end) as second_purchase_date,
+        -- The second purchase day is the earliest one that has a gap.
+        min(case when gap_days is not null then purchase_date end) as second_purchase_date,
         max(purchase_date) as last_purchase_date,
         count(*) as purchase_days,
         -- Null with one purchase day; with an even number of gaps the mean of the middle two.
-        median(gap_days) as median_gap_days,
+        percentile_cont(0.5) within group (order by gap_days) as median_gap_days,
         -- The latest purchase that ended a lapse (gap longer than lost_after_days).
         max(case when gap_days > {{ var('lost_after_days') }} then purchase_date end) as last_win_back_date
     from gaps
@@ -96,15 +98,15 @@ staged as (
 
 revenue_before_lapse as (
     -- Lost customers' value: net revenue in the period_months months up to and including their
-    -- last purchase (the 12 months before they lapsed, with yearly periods).
+    -- last purchase (the 12 months before they lapsed, with yearly periods), from the daily nets.
     select
         staged.customer_id,
-        sum(transactions.amount) as revenue_before_lapse
+        sum(customer_days.net_amount) as revenue_before_lapse
     from staged
-    inner join transactions
-        on transactions.customer_id = staged.customer_id
-        and transactions.transaction_date <= staged.last_purchase_date
-        and transactions.transaction_date
+    inner join customer_days
+        on customer_days.customer_id = staged.customer_id
+        and customer_days.transaction_date <= staged.last_purchase_date
+        and customer_days.transaction_date
             > cast({{ dbt.dateadd('month', '-1 * ' ~ var('period_months'), 'staged.last_purchase_date') }} as date)
     where staged.lifecycle_stage = 'lost'
     group by staged.customer_id

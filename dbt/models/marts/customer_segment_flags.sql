@@ -2,7 +2,8 @@
     customer with a purchase on or before the as-of date): the per-customer file marketing
     automation imports. Period 0 = the latest period_months months (the last 12 with the
     defaults), which is what the *_12m columns hold.
-    Consent never filters this mart; the export applies it. -#}
+    Consent never filters this mart; the export applies it. A customer-level mart: it holds the
+    run's latest as-of date only (the intermediates carry every date of a backfilled range). -#}
 with
 
 staged as (
@@ -11,18 +12,22 @@ staged as (
 
 segmented as (
     select * from {{ ref('int_customer_periods_segmented') }}
+    where as_of_date = {{ as_of_date() }}
 ),
 
 aggregated as (
     select * from {{ ref('int_customer_periods_aggregated') }}
+    where as_of_date = {{ as_of_date() }}
 ),
 
 flows as (
     select * from {{ ref('int_customer_flows_classified') }}
+    where as_of_date = {{ as_of_date() }}
 ),
 
 clv as (
     select * from {{ ref('segment_clv') }}
+    where as_of_date = {{ as_of_date() }}
 ),
 
 responses as (

@@ -1,6 +1,7 @@
 {#- Lifecycle KPIs at the as-of date, one row per lifecycle stage × value segment (a full grid
     of 6 × 6 rows, 'total' on either axis, zeros where nobody is).
 
+    Built from the customer-level lifecycle, it holds the run's latest as-of date only.
     value_segment is the customer's segment in period 0 (the latest period_months months); 'none'
     when they made no purchase in it (nearly every lost customer).
 
@@ -25,14 +26,17 @@ staged as (
 
 segmented as (
     select * from {{ ref('int_customer_periods_segmented') }}
+    where as_of_date = {{ as_of_date() }}
 ),
 
 aggregated as (
     select * from {{ ref('int_customer_periods_aggregated') }}
+    where as_of_date = {{ as_of_date() }}
 ),
 
 periods as (
     select * from {{ ref('int_periods') }}
+    where as_of_date = {{ as_of_date() }}
 ),
 
 responses as (
