@@ -25,6 +25,7 @@ import threading
 from pathlib import Path
 from typing import Any, Mapping
 
+import numpy as np
 import pandas as pd
 
 from .config import PROJECT_ROOT
@@ -47,9 +48,6 @@ class FailedExpectation:
     def summary(self) -> str:
         target = f"{self.type}({self.column})" if self.column else self.type
         return f"{target} observed {self.observed}"
-
-    def as_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -226,22 +224,23 @@ def _plain(value: Any) -> Any:
     """A JSON-safe copy of a value from GX or pandas (dates as ISO text, NaN/NaT as None)."""
     if value is None or isinstance(value, (bool, str, int)):
         return value
+    if isinstance(value, np.datetime64):
+        return _plain(pd.Timestamp(value))
+    if isinstance(value, np.generic):
+        return _plain(value.item())
     if isinstance(value, float):
         return None if math.isnan(value) else value
     if isinstance(value, decimal.Decimal):
         return float(value)
-    if isinstance(value, (pd.Timestamp, dt.datetime)):
-        if pd.isna(value):
-            return None
-        return value.date().isoformat() if (value.hour, value.minute, value.second, value.microsecond) == (0, 0, 0, 0) else value.isoformat()
+    if value is pd.NaT:
+        return None
+    if isinstance(value, dt.datetime):
+        midnight = (value.hour, value.minute, value.second, value.microsecond) == (0, 0, 0, 0)
+        return value.date().isoformat() if midnight and value.tzinfo is None else value.isoformat()
     if isinstance(value, dt.date):
         return value.isoformat()
     if isinstance(value, Mapping):
         return {str(k): _plain(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
+    if isinstance(value, (list, tuple, set, np.ndarray)):
         return [_plain(v) for v in value]
-    if hasattr(value, "item"):  # numpy scalars
-        return _plain(value.item())
-    if value is pd.NaT or (not isinstance(value, (list, dict)) and pd.isna(value)):
-        return None
     return str(value)

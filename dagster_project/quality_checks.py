@@ -7,17 +7,20 @@ models (one multi-asset, so none of them runs), a failed mart suite stops what r
 A check reads ``<schema>.<table>`` with a short read-only DuckDB connection, closed before GX
 runs (the dbt step writes next). Raw tables can be tens of millions of rows: a check validates a
 deterministic sample of them (the RAW_SAMPLE_ROWS rows with the lowest hash of the key, the same
-rows every run while the table is unchanged) and says so in its metadata; marts are validated whole.
+rows every run while the table is unchanged) and says so in its metadata. The checks share the
+as-of partitions of the assets: a mart with an ``as_of_date`` column is validated for the run's
+date(s) — the slices the run just built — and a mart without one whole.
 """
 
 import math
 from pathlib import Path
-from typing import Any
+from typing import Any, Sequence
 
 import dagster as dg
 import pandas as pd
 
 from . import quality
+from .partitions import AS_OF_PARTITIONS
 from .raw_contract import RAW_SOURCES
 from .resources import LoyaltySettings
 from .warehouse import connect, quote_identifier
@@ -51,10 +54,15 @@ def _sample_key(schema: str, table: str) -> list[str] | None:
 
 
 def read_table(
-    warehouse: Path, schema: str, table: str, sample_rows: int | None = RAW_SAMPLE_ROWS
+    warehouse: Path,
+    schema: str,
+    table: str,
+    sample_rows: int | None = RAW_SAMPLE_ROWS,
+    as_of_dates: Sequence[str] | None = None,
 ) -> tuple[pd.DataFrame, int, str]:
     """(frame, rows in the table, how the rows were chosen). Raw tables above ``sample_rows`` are
-    sampled by the hash of their key; other tables are read whole."""
+    sampled by the hash of their key; a table with an ``as_of_date`` column is read for the run's
+    as-of dates (its slices) when ``as_of_dates`` is given; other tables are read whole."""
     name = f"{quote_identifier(schema)}.{quote_identifier(table)}"
     key = _sample_key(schema, table)
     with connect(warehouse, read_only=True) as con:
@@ -69,14 +77,26 @@ def read_table(
                 f"select * from {name} where {hashed} <= {threshold} order by {order} limit {int(sample_rows)}"
             ).df()
             return frame, total, f"deterministic sample: the {len(frame)} rows with the lowest hash({', '.join(key)})"
+        columns = {row[0] for row in con.execute(f"select column_name from (describe {name})").fetchall()}
+        if as_of_dates and "as_of_date" in columns:
+            first, last = min(as_of_dates), max(as_of_dates)
+            frame = con.execute(
+                f"select * from {name} where as_of_date between cast(? as date) and cast(? as date)", [first, last]
+            ).df()
+            return frame, total, f"the run's slice: as_of_date {first}" + (f" to {last}" if last != first else "")
         frame = con.execute(f"select * from {name}").df()
     return frame, total, "whole table"
 
 
-def run_suite(suite: str, warehouse: Path, sample_rows: int | None = RAW_SAMPLE_ROWS) -> dg.AssetCheckResult:
+def run_suite(
+    suite: str,
+    warehouse: Path,
+    sample_rows: int | None = RAW_SAMPLE_ROWS,
+    as_of_dates: Sequence[str] | None = None,
+) -> dg.AssetCheckResult:
     """Validates ``<schema>.<table>`` of the warehouse against the suite of the same name."""
     schema, table = suite.split(".")
-    frame, total, chosen = read_table(warehouse, schema, table, sample_rows)
+    frame, total, chosen = read_table(warehouse, schema, table, sample_rows, as_of_dates)
     outcome = quality.validate(frame, suite)
     failed = [
         {"type": f.type, "column": f.column, "observed": f.observed, "kwargs": f.kwargs, "unexpected_values": f.unexpected_values}
@@ -116,12 +136,19 @@ def build_suite_check(suite: str) -> dg.AssetChecksDefinition:
         blocking=True,
         description=(
             f"Great Expectations suite expectations/{suite}.json"
-            + (f" on a deterministic sample of at most {RAW_SAMPLE_ROWS} rows." if raw else " on the whole table.")
+            + (
+                f" on a deterministic sample of at most {RAW_SAMPLE_ROWS} rows."
+                if raw
+                else " on the slice of the run's as-of date(s) (the whole table if it has no as_of_date)."
+            )
         ),
         metadata={"suite": f"expectations/{suite}.json"},
+        # The same as-of partitions as every asset: a run checks what it built for its date(s).
+        partitions_def=AS_OF_PARTITIONS,
     )
     def _check(context: dg.AssetCheckExecutionContext, settings: LoyaltySettings) -> dg.AssetCheckResult:
-        result = run_suite(suite, settings.loyalty_config().warehouse_path)
+        dates = context.partition_keys if context.has_partition_key or context.has_partition_key_range else None
+        result = run_suite(suite, settings.loyalty_config().warehouse_path, as_of_dates=dates)
         context.log.info(f"{check_name(suite)}: {result.description}")
         return result
 
