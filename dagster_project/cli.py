@@ -9,7 +9,7 @@ import sys
 import warnings
 from pathlib import Path
 
-from .config import ConfigError, load_config, resolve_path
+from .config import PROJECT_ROOT, ConfigError, load_config, resolve_path
 
 
 def _date(text: str) -> dt.date:
@@ -40,12 +40,16 @@ def _settings(args: argparse.Namespace, as_of: dt.date):
 
 
 def _materialise(args: argparse.Namespace, dates: list[dt.date]) -> int:
-    from .runner import run_pipeline
+    from .runner import RunInProgress, run_pipeline
 
     config, settings = _settings(args, dates[-1])
     span = str(dates[0]) if len(dates) == 1 else f"{dates[0]} to {dates[-1]} ({len(dates)} dates, one run)"
     print(f"loyalty {args.command}: as of {span}, raw {config.raw_path}, warehouse {config.warehouse_path}", flush=True)
-    outcome = run_pipeline(settings, as_of_dates=dates)
+    try:
+        outcome = run_pipeline(settings, as_of_dates=dates)
+    except RunInProgress as error:
+        print(f"loyalty {args.command} failed: {error}", file=sys.stderr)
+        return 3
     if not outcome.success:
         print(f"loyalty {args.command} failed: {outcome.failure}", file=sys.stderr)
         return 1
@@ -89,6 +93,25 @@ def cmd_report(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_status(args: argparse.Namespace) -> int:
+    from .run_log import status_report
+
+    config = load_config(args.config).with_overrides(warehouse=args.warehouse)
+    print(status_report(config.warehouse_path, args.limit))
+    return 0
+
+
+def cmd_bench(args: argparse.Namespace, rest: list[str]) -> int:
+    # The benchmark lives beside the package in the repository (benchmarks/), not in the wheel.
+    sys.path.insert(0, str(PROJECT_ROOT))
+    try:
+        from benchmarks import bench
+    except ImportError as error:
+        print(f"loyalty bench: needs the repository's benchmarks/ folder ({error})", file=sys.stderr)
+        return 2
+    return bench.main(rest)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="loyalty", description="Loyalty Warehouse: customer value, flows, retention and CLV.")
     commands = parser.add_subparsers(dest="command", required=True)
@@ -123,13 +146,31 @@ def build_parser() -> argparse.ArgumentParser:
     report.add_argument("--config", help="YAML config file")
     report.add_argument("--period", type=int, default=0, help="period index (0 = the latest)")
     report.set_defaults(func=cmd_report)
+
+    status = commands.add_parser("status", help="print the last runs from the warehouse's run log")
+    status.add_argument("--warehouse", help="DuckDB warehouse file (default: data/warehouse.duckdb)")
+    status.add_argument("--config", help="YAML config file")
+    status.add_argument("--limit", type=int, default=10, help="how many runs (newest first)")
+    status.set_defaults(func=cmd_status)
+
+    commands.add_parser(
+        "bench",
+        add_help=False,
+        help="benchmark pipeline vs raw DuckDB vs pandas (options: loyalty bench --help), e.g. --transactions 10M",
+    ).set_defaults(func=cmd_bench)
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    args, rest = build_parser().parse_known_args(argv)
+    if args.command == "bench":
+        return cmd_bench(args, rest)
+    if rest:
+        build_parser().parse_args(argv)  # reports the unknown arguments and exits 2
     # Dagster marks backfill_policy as beta; the warning says nothing a user can act on.
     warnings.filterwarnings("ignore", message=".*is currently in beta.*")
+    # Partitioned asset checks are a Dagster preview feature we rely on knowingly (README).
+    warnings.filterwarnings("ignore", message="Specifying a partitions_def on an AssetCheckSpec")
     try:
         return args.func(args)
     except ConfigError as error:

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import dagster as dg
-from dagster_dbt import DbtCliResource
 
-from .dbt_project import dbt_executable, dbt_project
+from .dbt_project import LoyaltyDbtCliResource, dbt_executable, dbt_project
+from .export import EXPORT_ASSETS
 from .ingest_assets import INGEST_ASSETS
+from .publish import PUBLISH_ASSETS
+from .quality_checks import QUALITY_CHECKS
 from .resources import LoyaltySettings
 from .schedules import nightly_job, nightly_schedule
 from .transform import loyalty_dbt_models
@@ -15,16 +17,18 @@ from .transform import loyalty_dbt_models
 def build_resources(settings: LoyaltySettings | None = None) -> dict:
     return {
         "settings": settings or LoyaltySettings(),
-        "dbt": DbtCliResource(
+        # dagster-dbt's resource minus its per-run `dbt --version` and in-process adapter set-up.
+        "dbt": LoyaltyDbtCliResource(
             project_dir=dbt_project(), profiles_dir=str(dbt_project().profiles_dir), dbt_executable=dbt_executable()
         ),
     }
 
 
-ALL_ASSETS = [*INGEST_ASSETS, loyalty_dbt_models]
+ALL_ASSETS = [*INGEST_ASSETS, loyalty_dbt_models, *EXPORT_ASSETS, *PUBLISH_ASSETS]
 
 defs = dg.Definitions(
     assets=ALL_ASSETS,
+    asset_checks=QUALITY_CHECKS,
     jobs=[nightly_job],
     schedules=[nightly_schedule],
     resources=build_resources(),

@@ -2,14 +2,22 @@
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import datetime as dt
-from typing import Sequence
+import fcntl
+import uuid
+from pathlib import Path
+from typing import Iterator, Sequence
 
 import dagster as dg
 
-from .definitions import ALL_ASSETS, build_resources
+from . import run_log
+from .definitions import ALL_ASSETS, QUALITY_CHECKS, build_resources
+from .partitions import AS_OF_PARTITIONS
 from .resources import LoyaltySettings
+
+RUN_JOB = "loyalty_run"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -17,7 +25,37 @@ class RunOutcome:
     success: bool
     run_id: str
     failure: str | None  # one line: the failed step or check and its first error line
-    result: dg.ExecuteInProcessResult
+    result: dg.ExecuteInProcessResult | None
+
+
+class RunInProgress(RuntimeError):
+    """Another run holds the warehouse's run lock."""
+
+
+@contextlib.contextmanager
+def run_lock(warehouse: Path) -> Iterator[None]:
+    """One run per warehouse at a time. The OS drops a flock when its process dies (even kill -9),
+    so a crashed run never leaves a lock to clean up by hand."""
+    warehouse.parent.mkdir(parents=True, exist_ok=True)
+    with open(warehouse.with_name(warehouse.name + ".run.lock"), "a+") as handle:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError as error:
+            raise RunInProgress(f"another run is using {warehouse} (lock {handle.name}); try again when it ends") from error
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def _run_job(settings: LoyaltySettings) -> dg.JobDefinition:
+    return dg.Definitions(
+        assets=ALL_ASSETS,
+        asset_checks=QUALITY_CHECKS,
+        jobs=[dg.define_asset_job(RUN_JOB, selection=dg.AssetSelection.all(), partitions_def=AS_OF_PARTITIONS)],
+        resources=build_resources(settings),
+        executor=dg.in_process_executor,
+    ).resolve_job_def(RUN_JOB)
 
 
 def run_pipeline(
@@ -26,7 +64,8 @@ def run_pipeline(
     log_level: str = "INFO",
     as_of_dates: Sequence[dt.date] | None = None,
 ) -> RunOutcome:
-    """One run; ``as_of_dates`` (a consecutive range) makes it a single-run backfill."""
+    """One run of every asset and check; ``as_of_dates`` (a consecutive range) makes it a
+    single-run backfill. The run is recorded in the warehouse's run log (``loyalty status``)."""
     dates = sorted(as_of_dates) if as_of_dates else [settings.as_of()]
     partition = (
         {"partition_key": dates[0].isoformat()}
@@ -34,16 +73,32 @@ def run_pipeline(
         else {"tags": {"dagster/asset_partition_range_start": dates[0].isoformat(),
                        "dagster/asset_partition_range_end": dates[-1].isoformat()}}
     )
-    result = dg.materialize(
-        ALL_ASSETS,
-        resources=build_resources(settings),
-        instance=instance,
-        raise_on_error=False,
-        # Step and asset events at INFO; Dagster's DEBUG chatter stays out of the terminal.
-        run_config={"loggers": {"console": {"config": {"log_level": log_level}}}},
-        **partition,
-    )
-    return RunOutcome(result.success, result.run_id, None if result.success else first_failure(result), result)
+    warehouse = settings.loyalty_config().warehouse_path
+    run_id = str(uuid.uuid4())
+    with run_lock(warehouse):
+        run_log.record_start(warehouse, run_id, dates)
+        try:
+            result = _run_job(settings).execute_in_process(
+                instance=instance or dg.DagsterInstance.ephemeral(),
+                raise_on_error=False,
+                run_id=run_id,
+                # Step and asset events at INFO; Dagster's DEBUG chatter stays out of the terminal.
+                run_config={"loggers": {"console": {"config": {"log_level": log_level}}}},
+                **partition,
+            )
+        except BaseException as error:  # noqa: BLE001 - recorded, then re-raised
+            run_log.record_end(warehouse, run_id, "failed", failure=f"{type(error).__name__}: {error}")
+            raise
+        failure = None if result.success else first_failure(result)
+        run_log.record_end(
+            warehouse,
+            run_id,
+            "success" if result.success else "failed",
+            rows_in=run_log.rows_in(result),
+            failed_checks=run_log.failed_checks(result),
+            failure=failure,
+        )
+    return RunOutcome(result.success, run_id, failure, result)
 
 
 def first_failure(result: dg.ExecuteInProcessResult) -> str:
@@ -55,16 +110,20 @@ def first_failure(result: dg.ExecuteInProcessResult) -> str:
                 failed_checks.setdefault(event.step_key, []).append(evaluation)
         elif event.event_type == dg.DagsterEventType.STEP_FAILURE:
             # A failed blocking check fails its step: name the check and its first failed expectation.
+            # (dbt tests are blocking checks of the dbt step too: the failed test is named.)
             if event.step_key in failed_checks:
                 evaluation = failed_checks[event.step_key][0]
                 detail = (evaluation.description or "").strip().splitlines()
+                failing_rows = evaluation.metadata.get("dagster_dbt/failed_row_count")
+                if not detail and failing_rows is not None:
+                    detail = [f"{failing_rows.value} failing rows"]
                 return (
                     f"check {evaluation.check_name} on {evaluation.asset_key.to_user_string()} failed"
                     + (f": {detail[0]}" if detail else "")
                 )
             error = event.step_failure_data.error
             # Dagster wraps user errors; the innermost cause carries the useful message.
-            while error is not None and error.cause is not None and "dagster._core.errors" in (error.cls_name or "") + "".join(error.stack[:1]):
+            while error is not None and error.cause is not None and error.message.startswith("dagster._core.errors."):
                 error = error.cause
             message = (error.message if error else "unknown error").strip().splitlines()
             return f"{event.step_key}: {message[0] if message else 'failed'}"

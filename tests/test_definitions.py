@@ -16,12 +16,17 @@ EXPECTED_ASSET_KEYS = {
     "intermediate/int_customer_periods_aggregated",
     "intermediate/int_customer_periods_segmented",
     "intermediate/int_customer_flows_classified",
+    "intermediate/int_customer_lifecycle_staged",
     "marts/customer_period_facts",
     "marts/value_deciles",
     "marts/segment_flow_matrix",
     "marts/segment_retention",
     "marts/segment_clv",
     "marts/nps_by_segment",
+    "marts/customer_segment_flags",
+    "marts/lifecycle_kpis",
+    "exports/segment_flags",
+    "published/warehouse",
 }
 
 
@@ -34,7 +39,8 @@ def test_asset_keys_snapshot():
 def test_raw_assets_feed_the_dbt_sources():
     graph = defs.resolve_asset_graph()
     parents = graph.get(dg.AssetKey(["staging", "stg_raw__transactions"])).parent_keys
-    assert parents == {dg.AssetKey(["raw", "transactions"])}
+    # Erasures feed every staging model, so the erasure step always runs before dbt.
+    assert parents == {dg.AssetKey(["raw", "transactions"]), dg.AssetKey(["raw", "erasures"])}
 
 
 def test_every_mart_has_grain_checks():

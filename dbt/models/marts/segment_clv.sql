@@ -92,11 +92,17 @@ final as (
         end as clv_index,
         retention_rate,
         case
-            when value_segment = 'total'
-                then sum(case when value_segment <> 'total' then customers * clv end) over (partition by as_of_date, period_index)
-            else customers * clv
+            when value_segment <> 'total' then customers * clv
+            -- Added in a fixed segment order: a floating-point sum in scan order differs in the last
+            -- bits from run to run, and a re-run must give the same mart.
+            when count(case when value_segment <> 'total' then customers * clv end) over slice > 0 then
+                {%- for segment in ['super', 'top', 'middle', 'bottom'] %}
+                coalesce(max(case when value_segment = '{{ segment }}' then customers * clv end) over slice, 0)
+                {{- ' +' if not loop.last }}
+                {%- endfor %}
         end as portfolio_value
     from with_clv
+    window slice as (partition by as_of_date, period_index)
 )
 
 select * from final

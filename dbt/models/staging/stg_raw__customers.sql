@@ -2,7 +2,11 @@
 with
 
 source as (
-    select * from {{ source('raw', 'customers') }}
+    select * from {{ source('raw', 'customers') }} as rows
+    -- Erased customers never reach a model, whatever order the steps ran in.
+    where not exists (
+        select 1 from {{ source('raw', 'erasures') }} as erased where erased.customer_id = rows.customer_id
+    )
 ),
 
 ranked as (
