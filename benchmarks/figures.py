@@ -55,10 +55,13 @@ def from_rows(flow_rows: Iterable[tuple], clv_rows: Iterable[tuple]) -> dict:
     return {"flow": flow, "clv": clv}
 
 
-def from_duckdb(con, flow_table: str, clv_table: str) -> dict:
+def from_duckdb(con, flow_table: str, clv_table: str, as_of=None) -> dict:
+    """The figures of two tables; with ``as_of``, only their rows of that as_of_date (the marts keep
+    one slice per as-of date)."""
+    where = "" if as_of is None else f" where as_of_date = date '{as_of.isoformat()}'"
     return from_rows(
-        con.execute(FLOW_SQL.format(table=flow_table)).fetchall(),
-        con.execute(CLV_SQL.format(table=clv_table)).fetchall(),
+        con.execute(FLOW_SQL.format(table=flow_table) + where).fetchall(),
+        con.execute(CLV_SQL.format(table=clv_table) + where).fetchall(),
     )
 
 

@@ -21,8 +21,8 @@ The model, per customer c (all draws are ``hash(c, seed, salt)`` mapped to [0, 1
 * a purchase rate (lognormal, sigma 0.9) and a basket size (lognormal, median ~450 SEK,
   sigma 0.7, mildly correlated with the rate): spend is strongly skewed.
 
-Each customer gets one purchase on the start day plus a share of the remaining N − M
-transactions in proportion to rate × active days (exact integer split with cumulative floors, so
+Each customer gets one purchase (on its start day, for customers who join inside the window) plus
+a share of the remaining N − M transactions in proportion to rate × active days (exact integer split with cumulative floors, so
 the total is exactly N). Dates are uniform over the active days (minus the pause) with a
 seasonal acceptance step (December peak, summer dip). About 3 % of the rows are refunds
 (negative amounts), about 0.5 % of the rows are written twice (exact duplicates, on top of N).

@@ -1,0 +1,1203 @@
+"""Benchmark at scale: the pipeline (`loyalty run`) against a hand-written DuckDB floor and pandas.
+
+    python benchmarks/bench.py --sizes 1M,10M,50M --out BENCHMARKS.md
+    python benchmarks/bench.py --transactions 10M --customers 500k
+    python benchmarks/bench.py --smoke                      # 20k transactions, a minute at most
+
+Per size: generate (cached, benchmarks/generate.py), then measure side by side, each as its own
+process (wall, CPU = user + sys of the process tree from getrusage(RUSAGE_CHILDREN), peak RSS =
+the largest sum of RSS over the whole process tree, sampled from /proc every 50 ms):
+
+  (a) the pipeline: `loyalty run --as-of D --raw-dir <landing copy> --warehouse <fresh file>`,
+      with per-stage times from its own output (arrival time of its log lines, dbt's
+      run_results.json and dbt.log of the run);
+  (b) the floor: benchmarks/floor.sql in an in-memory DuckDB;
+  (c) pandas: benchmarks/pandas_way.py (skipped where it would not fit in memory).
+
+All three must agree on every cell of marts.segment_flow_matrix and every row of
+marts.segment_clv (1e-6 relative): otherwise the benchmark fails loudly (exit code 3).
+(d) The incremental night: one more day of transactions as a new file in the landing copy, and
+`loyalty run` for as-of + 1 on the same warehouse (checked against the floor too).
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import datetime as dt
+import json
+import os
+import platform
+import re
+import resource
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+if __package__ in (None, ""):
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from benchmarks import figures, generate, pandas_way  # noqa: E402
+
+BENCH_DIR = Path(__file__).resolve().parent
+PROJECT_ROOT = BENCH_DIR.parent
+PAGE = os.sysconf("SC_PAGE_SIZE")
+GB = 1024 ** 3
+REL_TOLERANCE = 1e-6
+
+# The targets of the issue "Benchmark at scale".
+TARGETS = {
+    "fixed_cost_s": 15.0,  # 1M full run
+    "t10m_s": 40.0,
+    "t10m_rss_gb": 4.0,
+    "marginal": 3.0,  # (pipeline@50M − pipeline@1M) / (floor@50M − floor@1M)
+    "t50m_s": 150.0,
+    "t50m_rss_gb": 24.0,
+    "pandas_ratio_10m": 1.0,  # pandas / pipeline
+    "pandas_ratio_50m": 2.0,
+    "incremental_s": 20.0,
+}
+
+
+class BenchmarkMismatch(AssertionError):
+    """The three ways disagree on the figures."""
+
+
+# ----------------------------------------------------------------------------------------------
+# Measuring one process tree
+# ----------------------------------------------------------------------------------------------
+
+
+@dataclasses.dataclass
+class Measurement:
+    name: str
+    wall_s: float = 0.0
+    cpu_s: float = 0.0  # user + sys of the whole (waited-for) process tree
+    user_s: float = 0.0
+    sys_s: float = 0.0
+    peak_rss_bytes: int = 0
+    returncode: int | None = None
+    killed: str | None = None  # why the benchmark stopped it (timeout, memory)
+    skipped: str | None = None
+    lines: list = dataclasses.field(default_factory=list)  # (seconds since start, stream, text)
+    marks: dict = dataclasses.field(default_factory=dict)  # name → seconds since start
+    started_at: float = 0.0  # time.time() at launch
+    extra: dict = dataclasses.field(default_factory=dict)
+
+    @property
+    def ok(self) -> bool:
+        return self.skipped is None and self.killed is None and self.returncode == 0
+
+    @property
+    def peak_rss_gb(self) -> float:
+        return self.peak_rss_bytes / GB
+
+    def tail(self, n: int = 15) -> str:
+        return "\n".join(text for _, _, text in self.lines[-n:])
+
+    @classmethod
+    def from_json(cls, data: dict) -> "Measurement":
+        fields = {f.name for f in dataclasses.fields(cls)}
+        return cls(**{k: v for k, v in data.items() if k in fields})
+
+    def to_json(self) -> dict:
+        data = dataclasses.asdict(self)
+        data.pop("lines")
+        data["peak_rss_gb"] = round(self.peak_rss_gb, 3)
+        return data
+
+
+def _process_table() -> dict[int, list[int]]:
+    children: dict[int, list[int]] = {}
+    for entry in os.scandir("/proc"):
+        if not entry.name.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry.name}/stat", "rb") as handle:
+                stat = handle.read()
+        except OSError:
+            continue
+        # pid (comm) state ppid ...: comm may hold spaces or parentheses, so split after the last ')'.
+        fields = stat[stat.rindex(b")") + 2:].split()
+        children.setdefault(int(fields[1]), []).append(int(entry.name))
+    return children
+
+
+def tree_rss(root: int) -> int:
+    """Sum of the resident set sizes of ``root`` and all its descendants (bytes)."""
+    children = _process_table()
+    total, stack, seen = 0, [root], set()
+    while stack:
+        pid = stack.pop()
+        if pid in seen:
+            continue
+        seen.add(pid)
+        try:
+            with open(f"/proc/{pid}/statm") as handle:
+                total += int(handle.read().split()[1]) * PAGE
+        except (OSError, IndexError, ValueError):
+            pass
+        stack.extend(children.get(pid, ()))
+    return total
+
+
+def open_files(pid: int) -> list[str]:
+    """Paths the process has open right now (its file descriptors)."""
+    out = []
+    try:
+        for fd in os.scandir(f"/proc/{pid}/fd"):
+            try:
+                out.append(os.readlink(fd.path))
+            except OSError:
+                pass
+    except OSError:
+        pass
+    return out
+
+
+def measure(
+    name: str, cmd: list[str], *, cwd: Path | None = None, env: dict | None = None, timeout: float | None = None,
+    kill_above_bytes: int | None = None, watch_files: dict[str, Path] | None = None, interval: float = 0.05,
+    watch_open: dict[str, Path] | None = None, echo: bool = False,
+) -> Measurement:
+    """Runs ``cmd`` as its own process group; wall, CPU, peak tree RSS, its output lines with arrival times."""
+    m = Measurement(name)
+    m.extra["load_before"] = round(os.getloadavg()[0], 1)
+    full_env = {**os.environ, **(env or {}), "PYTHONUNBUFFERED": "1"}
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    m.started_at = time.time()
+    start = time.perf_counter()
+    proc = subprocess.Popen(
+        cmd, cwd=cwd, env=full_env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        errors="replace", start_new_session=True,
+    )
+    lock = threading.Lock()
+
+    def reader(stream, label):
+        for line in stream:
+            now = time.perf_counter() - start
+            text = line.rstrip("\n")
+            with lock:
+                m.lines.append((now, label, text))
+            if echo:
+                print(f"    [{name} {now:7.1f}s] {text[:160]}", file=sys.stderr)
+
+    readers = [threading.Thread(target=reader, args=(proc.stdout, "out"), daemon=True),
+               threading.Thread(target=reader, args=(proc.stderr, "err"), daemon=True)]
+    for thread in readers:
+        thread.start()
+    done = threading.Event()
+
+    def stop(reason: str) -> None:
+        if m.killed is None:
+            m.killed = reason
+            try:
+                os.killpg(proc.pid, signal.SIGKILL)  # only the group this benchmark started
+            except ProcessLookupError:
+                pass
+
+    def sampler():
+        pending = dict(watch_files or {})
+        opening = {mark: str(folder.resolve()) + os.sep for mark, folder in (watch_open or {}).items()}
+        while not done.is_set():
+            rss = tree_rss(proc.pid)
+            m.peak_rss_bytes = max(m.peak_rss_bytes, rss)
+            now = time.perf_counter() - start
+            for mark, path in list(pending.items()):
+                if path.exists():
+                    m.marks[mark] = now
+                    del pending[mark]
+            if opening:
+                for mark, prefix in list(opening.items()):
+                    if any(target.startswith(prefix) for target in open_files(proc.pid)):
+                        m.marks[mark] = now
+                        del opening[mark]
+            if kill_above_bytes and rss > kill_above_bytes:
+                stop(f"memory: {rss / GB:.1f} GB > limit {kill_above_bytes / GB:.1f} GB")
+            if timeout and now > timeout:
+                stop(f"timeout: still running after {timeout:.0f} s")
+            done.wait(interval)
+
+    sampling = threading.Thread(target=sampler, daemon=True)
+    sampling.start()
+    m.returncode = proc.wait()
+    m.wall_s = time.perf_counter() - start
+    done.set()
+    sampling.join()
+    for thread in readers:
+        thread.join(timeout=5)
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    m.user_s = after.ru_utime - before.ru_utime
+    m.sys_s = after.ru_stime - before.ru_stime
+    m.cpu_s = m.user_s + m.sys_s
+    m.extra["load_after"] = round(os.getloadavg()[0], 1)
+    return m
+
+
+# ----------------------------------------------------------------------------------------------
+# The project whose pipeline is measured: the live tree, or a snapshot of a git revision
+# ----------------------------------------------------------------------------------------------
+
+
+@dataclasses.dataclass(frozen=True)
+class Project:
+    root: Path
+    python: Path
+    revision: str  # git revision measured (+ "dirty" for a live tree with local changes)
+    snapshot: bool
+
+    def run_command(self, as_of: dt.date, raw_dir: Path, warehouse: Path) -> tuple[list[str], dict]:
+        args = ["run", "--as-of", as_of.isoformat(), "--raw-dir", str(raw_dir), "--warehouse", str(warehouse)]
+        loyalty = self.python.with_name("loyalty")
+        if not self.snapshot and loyalty.exists():
+            return [str(loyalty), *args], {}
+        return [str(self.python), "-m", "dagster_project.cli", *args], {"PYTHONPATH": str(self.root)}
+
+    @property
+    def dbt_target(self) -> Path:
+        return self.root / "dbt" / "target"
+
+
+def _git(root: Path, *args: str) -> str:
+    return subprocess.run(["git", "-C", str(root), *args], capture_output=True, text=True, check=True).stdout.strip()
+
+
+def venv_python() -> Path:
+    candidate = PROJECT_ROOT / ".venv" / "bin" / "python"
+    return candidate if candidate.exists() else Path(sys.executable)
+
+
+def prepare_project(snapshot: str | None, cache_root: Path) -> Project:
+    python = venv_python()
+    if snapshot is None:
+        try:
+            revision = _git(PROJECT_ROOT, "rev-parse", "--short", "HEAD")
+            if _git(PROJECT_ROOT, "status", "--porcelain", "--untracked-files=no", "--", "dagster_project", "dbt"):
+                revision += "+local changes"
+        except (subprocess.CalledProcessError, FileNotFoundError):
+            revision = "unknown"
+        project = Project(PROJECT_ROOT, python, revision, False)
+        if not (project.dbt_target / "manifest.json").exists():
+            subprocess.run([str(python), "-m", "dagster_project.dbt_project"], cwd=PROJECT_ROOT, check=True,
+                           stdout=subprocess.DEVNULL)
+        return project
+    sha = _git(PROJECT_ROOT, "rev-parse", snapshot)
+    root = cache_root / "snapshots" / sha[:12]
+    if not (root / "dbt" / "target" / "manifest.json").exists():
+        if root.exists():
+            shutil.rmtree(root)
+        root.mkdir(parents=True)
+        archive = subprocess.run(["git", "-C", str(PROJECT_ROOT), "archive", sha], capture_output=True, check=True).stdout
+        subprocess.run(["tar", "-x", "-C", str(root)], input=archive, check=True)
+        subprocess.run([str(python), "-m", "dagster_project.dbt_project"], cwd=root, check=True,
+                       env={**os.environ, "PYTHONPATH": str(root)}, stdout=subprocess.DEVNULL)
+    return Project(root, python, sha[:12], True)
+
+
+# ----------------------------------------------------------------------------------------------
+# The pipeline's own records → stages
+# ----------------------------------------------------------------------------------------------
+
+DAGSTER_LINE = re.compile(
+    r" - dagster - (?P<level>[A-Z]+) - (?P<job>\S+) - (?P<run>[0-9a-f-]{36}) - (?:(?P<pid>\d+) - )?"
+    r"(?P<step>[A-Za-z_][\w.\[\]-]*) - (?P<message>.*)$"
+)
+RUN_ID = re.compile(r"\b([0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12})\b")
+
+
+def _iso(ts: str) -> float:
+    return dt.datetime.fromisoformat(ts.replace("Z", "+00:00")).timestamp()
+
+
+def dbt_records(project: Project, run_id: str | None) -> dict:
+    """Per-node times from dbt's run_results.json and phase times from dbt.log of this run."""
+    if not run_id:
+        return {}
+    folders = sorted(project.dbt_target.glob(f"*-{run_id[:7]}-*"))
+    if not folders:
+        return {}
+    folder = folders[-1]
+    out: dict[str, Any] = {"target": str(folder)}
+    results_file = folder / "run_results.json"
+    if results_file.exists():
+        results = json.loads(results_file.read_text())
+        nodes = []
+        for r in results.get("results", []):
+            kind, _, rest = r["unique_id"].partition(".")
+            nodes.append({"id": r["unique_id"], "kind": kind, "name": rest.split(".", 1)[-1],
+                          "status": r.get("status"), "seconds": round(r.get("execution_time") or 0.0, 3)})
+        out["elapsed_s"] = results.get("elapsed_time")
+        out["nodes"] = sorted(nodes, key=lambda n: -n["seconds"])
+        by_kind: dict[str, float] = {}
+        for n in nodes:
+            by_kind[n["kind"]] = by_kind.get(n["kind"], 0.0) + n["seconds"]
+        out["seconds_by_kind"] = {k: round(v, 2) for k, v in by_kind.items()}
+    log = folder / "dbt.log"
+    if log.exists():
+        first = parsed = first_node = last = None
+        reparse = []
+        finished: list[dict] = []
+        started: dict[str, float] = {}
+        for raw in log.read_text(errors="replace").splitlines():
+            try:
+                event = json.loads(raw)
+                info = event["info"]
+            except (ValueError, KeyError):
+                continue
+            ts = _iso(info["ts"])
+            data = event.get("data") or {}
+            unique_id = (data.get("node_info") or {}).get("unique_id")
+            if info.get("name") == "NodeStart" and unique_id:
+                started[unique_id] = ts
+            if info.get("name") in ("LogModelResult", "LogTestResult") and unique_id:
+                kind, _, rest = unique_id.partition(".")
+                finished.append({"id": unique_id, "kind": kind, "name": rest.split(".", 1)[-1],
+                                 "status": data.get("status"), "seconds": round(float(data.get("execution_time") or 0), 3)})
+                started.pop(unique_id, None)
+            first = first if first is not None else ts
+            last = ts
+            if info.get("name") == "UnableToPartialParse":
+                reparse.append(info.get("msg"))
+            if info.get("name") in ("FoundStats",):
+                parsed = ts
+            found = re.match(r"Concurrency: (\d+) threads", info.get("msg") or "")
+            if found:
+                out["threads"] = int(found.group(1))
+            if first_node is None and info.get("name") in ("LogStartLine", "NodeStart", "LogTestResult", "LogModelResult"):
+                first_node = ts
+        out["log_start"] = first
+        out["parse_s"] = round(parsed - first, 2) if parsed and first else None
+        out["before_first_node_s"] = round(first_node - first, 2) if first_node and first else None
+        out["log_span_s"] = round(last - first, 2) if last and first else None
+        out["full_reparse_reasons"] = reparse
+        if "nodes" not in out and finished:  # stopped before dbt wrote run_results.json
+            out["nodes"] = sorted(finished, key=lambda n: -n["seconds"])
+            by_kind: dict[str, float] = {}
+            for n in finished:
+                by_kind[n["kind"]] = by_kind.get(n["kind"], 0.0) + n["seconds"]
+            out["seconds_by_kind"] = {k: round(v, 2) for k, v in by_kind.items()}
+            out["incomplete"] = True
+            out["running_when_stopped"] = sorted(
+                ({"id": uid, "running_s": round(last - ts, 1)} for uid, ts in started.items()),
+                key=lambda r: -r["running_s"])
+    return out
+
+
+def pipeline_stages(m: Measurement, project: Project) -> dict:
+    """Stage times of one `loyalty run` from the arrival times of its own log lines (+ dbt's files)."""
+    steps: dict[str, dict[str, float]] = {}
+    run_id = None
+    dbt_running = dbt_finished = None
+    for t, _, text in m.lines:
+        match = DAGSTER_LINE.search(text)
+        if not match:
+            if run_id is None and "loyalty run: done" in text:
+                found = RUN_ID.search(text)
+                run_id = found.group(1) if found else None
+            continue
+        run_id = run_id or match.group("run")
+        step = match.group("step")
+        if step.isupper():  # run-level events (RUN_FAILURE …)
+            continue
+        span = steps.setdefault(step, {"first": t, "last": t})
+        span["last"] = t
+        message = match.group("message")
+        if message.startswith("Running dbt command"):
+            dbt_running = t
+        if message.startswith("Finished dbt command"):
+            dbt_finished = t
+    stages: list[tuple[str, float]] = []
+    # The ingest starts when it opens the first landing file (or creates the warehouse file).
+    boundary = min((m.marks[k] for k in ("landing_opened", "warehouse_created") if k in m.marks), default=None)
+    ordered = sorted(steps.items(), key=lambda kv: kv[1]["first"])
+    if boundary is None and ordered:
+        boundary = ordered[0][1]["first"]
+    if boundary is not None:
+        stages.append(("startup: interpreter, imports, Dagster run set-up", boundary))
+    dbt_step = next((k for k in steps if "dbt" in k), None)
+    previous = boundary or 0.0
+    for step, span in ordered:
+        if step == dbt_step:
+            if span["first"] > previous:
+                stages.append(("ingest: other sources (nps, customers, erasures) + step hand-over", span["first"] - previous))
+            if dbt_running is not None:
+                stages.append(("dbt step: dagster-dbt set-up (manifest, target dir)", dbt_running - span["first"]))
+                if dbt_finished is None and m.killed:
+                    span = {**span, "last": dbt_running}  # the rest is reported as unfinished below
+                else:
+                    end = dbt_finished if dbt_finished is not None else span["last"]
+                    stages.append(("dbt process: `dbt build`", end - dbt_running))
+                    if span["last"] > end + 0.5:
+                        stages.append(("dbt step: events after dbt", span["last"] - end))
+            else:
+                stages.append((f"step {step}", span["last"] - span["first"]))
+            previous = span["last"]
+        else:
+            if span["last"] > previous:
+                label = "ingest: transactions (read CSV, check, dedupe, load)" if step == "raw__transactions" else f"step {step}"
+                stages.append((label, span["last"] - previous))
+                previous = span["last"]
+    if m.killed:
+        if dbt_running is not None and dbt_finished is None:
+            where = "`dbt build` (see the dbt nodes finished before the stop)"
+        else:
+            where = f"the step after {ordered[-1][0]}" if ordered else "the first ingest step (raw__transactions)"
+        stages.append((f"unfinished when stopped ({m.killed}): in {where}", m.wall_s - (previous or 0.0)))
+    elif previous and m.wall_s > previous:
+        stages.append(("after the last step: other assets/checks, Dagster teardown, exit", m.wall_s - previous))
+    return {
+        "run_id": run_id,
+        "wall_s": round(m.wall_s, 2),
+        "stages": [(label, round(seconds, 2)) for label, seconds in stages],
+        "steps": {k: {"first": round(v["first"], 2), "last": round(v["last"], 2)} for k, v in ordered},
+        "dbt": dbt_records(project, run_id),
+    }
+
+
+# ----------------------------------------------------------------------------------------------
+# One size: generate, the three ways, compare, (incremental night)
+# ----------------------------------------------------------------------------------------------
+
+
+@dataclasses.dataclass
+class SizeResult:
+    transactions: int
+    customers: int
+    dataset: dict
+    pipeline: list[Measurement]
+    floor: list[Measurement]
+    pandas: list[Measurement]
+    stages: dict
+    figures_summary: dict
+    agreement: list[str]  # what was compared, for the report
+    incremental: Measurement | None = None
+    incremental_stages: dict | None = None
+    profile: dict | None = None
+    figures: dict = dataclasses.field(default_factory=dict)  # way → figures of the last run (not in the JSON)
+
+    @staticmethod
+    def best(ms: list[Measurement]) -> Measurement | None:
+        ok = [m for m in ms if m.ok]
+        if ok:
+            return min(ok, key=lambda m: m.wall_s)
+        return ms[0] if ms else None
+
+
+def link_landing(raw_dir: Path, target: Path) -> Path:
+    """A copy of the landing folder made of hard links (the ingest only reads files)."""
+    if target.exists():
+        shutil.rmtree(target)
+    for file in raw_dir.rglob("*"):
+        if file.is_file():
+            dest = target / file.relative_to(raw_dir)
+            dest.parent.mkdir(parents=True, exist_ok=True)
+            try:
+                os.link(file, dest)
+            except OSError:
+                shutil.copy2(file, dest)
+    return target
+
+
+def read_pipeline_figures(warehouse: Path, as_of: dt.date) -> dict:
+    import duckdb
+
+    con = duckdb.connect(str(warehouse), read_only=True)
+    try:
+        return figures.from_duckdb(con, "marts.segment_flow_matrix", "marts.segment_clv", as_of)
+    finally:
+        con.close()
+
+
+def run_floor(raw: Path, as_of: dt.date, out: Path, python: Path, timeout: float | None, echo: bool) -> tuple[Measurement, dict | None]:
+    m = measure("floor", [str(python), str(BENCH_DIR / "floor.py"), "--raw-dir", str(raw), "--as-of", as_of.isoformat(),
+                          "--out", str(out)], cwd=PROJECT_ROOT, timeout=timeout, echo=echo)
+    if m.ok:
+        m.extra["sql_s"] = json.loads(m.lines[-1][2]).get("seconds") if m.lines else None
+        return m, figures.load(out)
+    return m, None
+
+
+def run_pandas(raw: Path, as_of: dt.date, out: Path, python: Path, timeout: float | None, kill_above: int | None,
+               echo: bool) -> tuple[Measurement, dict | None]:
+    m = measure("pandas", [str(python), str(BENCH_DIR / "pandas_way.py"), "--raw-dir", str(raw), "--as-of",
+                           as_of.isoformat(), "--out", str(out)], cwd=PROJECT_ROOT, timeout=timeout,
+                kill_above_bytes=kill_above, echo=echo)
+    if m.ok:
+        m.extra["compute_s"] = json.loads(m.lines[-1][2]).get("seconds") if m.lines else None
+        return m, figures.load(out)
+    return m, None
+
+
+def run_pipeline(project: Project, raw: Path, as_of: dt.date, warehouse: Path, timeout: float | None,
+                 echo: bool) -> tuple[Measurement, dict | None, dict]:
+    cmd, env = project.run_command(as_of, raw, warehouse)
+    m = measure("pipeline", cmd, cwd=project.root, env=env, timeout=timeout,
+                watch_files=None if warehouse.exists() else {"warehouse_created": warehouse},
+                watch_open={"landing_opened": raw}, echo=echo)
+    stages = pipeline_stages(m, project)
+    if m.ok:
+        return m, read_pipeline_figures(warehouse, as_of), stages
+    return m, None, stages
+
+
+def compare_all(results: dict[str, dict | None], context: str) -> list[str]:
+    """Pipeline vs floor vs pandas; raises BenchmarkMismatch with every difference."""
+    present = {name: fig for name, fig in results.items() if fig is not None}
+    reference_name = "pipeline" if "pipeline" in present else next(iter(present))
+    reference = present[reference_name]
+    problems: list[str] = []
+    compared = []
+    for name, fig in present.items():
+        if name == reference_name:
+            continue
+        diff = figures.differences(reference, fig, rel=REL_TOLERANCE, names=(reference_name, name))
+        problems += [f"{context}: {line}" for line in diff]
+        compared.append(f"{reference_name} = {name}: {len(reference['flow'])} flow cells, "
+                        f"{len(reference['clv'])} CLV rows" + ("" if not diff else f", {len(diff)} differences"))
+    if problems:
+        message = "\n".join(["THE FIGURES DISAGREE (" + context + "):", *problems])
+        print(message, file=sys.stderr)
+        raise BenchmarkMismatch(message)
+    return compared
+
+
+def log(text: str) -> None:
+    print(f"[bench {time.strftime('%H:%M:%S')}] {text}", file=sys.stderr, flush=True)
+
+
+def run_size(
+    transactions: int, customers: int, *, project: Project, work: Path, cache: Path, repeat: int = 1,
+    incremental: bool = False, skip_pandas_above: int | None = None, pandas_memory_limit: int | None = None,
+    pipeline_timeout: float = 600.0, profile: bool = False, echo: bool = False, threads: int | None = None,
+) -> SizeResult:
+    params = generate.Params(transactions, customers)
+    log(f"{transactions:,} transactions / {customers:,} customers: generating (cached) …")
+    dataset = generate.generate(params, cache, threads=threads, quiet=True)
+    as_of = params.as_of_date
+    label = _label(transactions)
+    folder = work / label
+    folder.mkdir(parents=True, exist_ok=True)
+    landing = link_landing(dataset.raw_dir, folder / "landing")
+    python = project.python
+
+    pipelines, floors, pandases = [], [], []
+    stages: dict = {}
+    agreement: list[str] = []
+    results_figs: dict[str, dict | None] = {}
+    pandas_skip = pandas_skip_reason(transactions, dataset.csv_bytes, skip_pandas_above)
+    warehouse = folder / "warehouse.duckdb"
+    for attempt in range(repeat):
+        warehouse = folder / f"warehouse_{attempt}.duckdb"
+        for stale in (warehouse, warehouse.with_suffix(".duckdb.wal")):
+            stale.unlink(missing_ok=True)
+        log(f"{label}: pipeline run {attempt + 1}/{repeat} …")
+        m, fig, st = run_pipeline(project, landing, as_of, warehouse, pipeline_timeout, echo)
+        pipelines.append(m)
+        log(f"{label}: pipeline {_status(m)}")
+        if not m.ok:
+            if m.killed:
+                log(f"{label}: pipeline stopped: {m.killed}")
+                stages = stages or st
+            else:
+                raise RuntimeError(f"{label}: `loyalty run` failed (exit {m.returncode}):\n{m.tail()}")
+        else:
+            results_figs["pipeline"] = fig
+            if not stages or m.wall_s <= min(p.wall_s for p in pipelines if p.ok):
+                stages = st
+        log(f"{label}: floor run {attempt + 1}/{repeat} …")
+        fm, ffig = run_floor(landing, as_of, folder / "floor.json", python, None, echo)
+        floors.append(fm)
+        log(f"{label}: floor {_status(fm)}")
+        if not fm.ok:
+            raise RuntimeError(f"{label}: the floor failed:\n{fm.tail()}")
+        results_figs["floor"] = ffig
+        if pandas_skip:
+            if attempt == 0:
+                pandases.append(Measurement("pandas", skipped=pandas_skip))
+                log(f"{label}: pandas skipped: {pandas_skip}")
+        else:
+            log(f"{label}: pandas run {attempt + 1}/{repeat} …")
+            pm, pfig = run_pandas(landing, as_of, folder / "pandas.json", python, None, pandas_memory_limit, echo)
+            pandases.append(pm)
+            log(f"{label}: pandas {_status(pm)}")
+            if pm.killed:
+                pandas_skip = f"does not fit: {pm.killed}"
+            elif not pm.ok:
+                raise RuntimeError(f"{label}: pandas failed:\n{pm.tail()}")
+            else:
+                results_figs["pandas"] = pfig
+        agreement = compare_all(results_figs, f"{label} as of {as_of}")
+        log(f"{label}: figures agree ({'; '.join(agreement)})")
+
+    summary = figures.summary(results_figs.get("pipeline") or results_figs["floor"])
+    result = SizeResult(transactions, customers, dataset.summary, pipelines, floors, pandases, stages, summary, agreement,
+                        figures=results_figs)
+
+    if profile and pipelines:
+        from benchmarks import profile_pipeline
+
+        log(f"{label}: profiling the pipeline (in-process run with statement timings; EXPLAIN ANALYZE of dbt models) …")
+        try:
+            result.profile = profile_pipeline.profile(project, landing, as_of, folder / "profile", stages.get("dbt", {}),
+                                                      warehouse, timeout=pipeline_timeout)
+        except Exception as error:  # a profile is a bonus: report, never fail the benchmark
+            result.profile = {"error": f"{type(error).__name__}: {error}"}
+            log(f"{label}: profile failed: {error}")
+
+    if incremental and pipelines and pipelines[-1].ok:
+        day = as_of + dt.timedelta(days=1)
+        day_file = generate.generate_day(params, day, landing / "transactions" / f"transactions_{day:%Y%m%d}.csv")
+        log(f"{label}: incremental night: {day_file.name} ({_count_lines(day_file) - 1:,} rows), run for {day} …")
+        m, fig, st = run_pipeline(project, landing, day, warehouse, pipeline_timeout, echo)
+        result.incremental, result.incremental_stages = m, st
+        log(f"{label}: incremental {_status(m)}")
+        if not m.ok:
+            raise RuntimeError(f"{label}: incremental `loyalty run` failed:\n{m.tail()}")
+        fm, ffig = run_floor(landing, day, folder / "floor_incremental.json", python, None, echo)
+        if not fm.ok:
+            raise RuntimeError(f"{label}: the floor failed on the incremental landing folder:\n{fm.tail()}")
+        compared = compare_all({"pipeline": fig, "floor": ffig}, f"{label} incremental, as of {day}")
+        result.incremental.extra["agreement"] = compared
+        result.incremental.extra["day_rows"] = _count_lines(day_file) - 1
+        log(f"{label}: incremental figures agree with the floor")
+    return result
+
+
+def pandas_skip_reason(transactions: int, csv_bytes: int, skip_above: int | None) -> str | None:
+    if skip_above is not None and transactions > skip_above:
+        return f"above --skip-pandas-above {skip_above:,}"
+    estimate = pandas_way.estimated_peak_bytes(csv_bytes)
+    available = meminfo().get("MemAvailable", 0)
+    if estimate > 0.85 * available:
+        return (f"would not fit: estimated peak {estimate / GB:.1f} GB "
+                f"({pandas_way.PEAK_BYTES_PER_CSV_BYTE:g} × {csv_bytes / GB:.2f} GB of CSV) > 85 % of "
+                f"{available / GB:.1f} GB available")
+    return None
+
+
+def _count_lines(path: Path) -> int:
+    with path.open("rb") as handle:
+        return sum(chunk.count(b"\n") for chunk in iter(lambda: handle.read(1 << 20), b""))
+
+
+def _status(m: Measurement) -> str:
+    if m.skipped:
+        return f"skipped ({m.skipped})"
+    state = "ok" if m.ok else (m.killed or f"exit {m.returncode}")
+    return f"{state}: wall {m.wall_s:.1f} s, CPU {m.cpu_s:.1f} s, peak RSS {m.peak_rss_gb:.2f} GB"
+
+
+def _label(n: int) -> str:
+    if n >= 1_000_000 and n % 100_000 == 0:
+        return f"{n / 1_000_000:g}M"
+    if n >= 1000 and n % 100 == 0:
+        return f"{n / 1000:g}k"
+    return str(n)
+
+
+# ----------------------------------------------------------------------------------------------
+# Machine, versions, report
+# ----------------------------------------------------------------------------------------------
+
+
+def meminfo() -> dict[str, int]:
+    out = {}
+    try:
+        for line in Path("/proc/meminfo").read_text().splitlines():
+            key, _, value = line.partition(":")
+            parts = value.split()
+            out[key] = int(parts[0]) * 1024 if parts else 0
+    except OSError:
+        pass
+    return out
+
+
+def machine() -> dict:
+    cpu_model = ""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu_model = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    mem = meminfo()
+    versions = {"python": platform.python_version()}
+    for package in ("duckdb", "pandas", "pyarrow", "numpy", "dagster", "dagster-dbt", "dbt-core", "dbt-duckdb"):
+        try:
+            versions[package] = metadata.version(package)
+        except metadata.PackageNotFoundError:
+            versions[package] = "-"
+    return {
+        "cores": os.cpu_count(),
+        "cpu": cpu_model,
+        "memory_gb": round(mem.get("MemTotal", 0) / GB, 1),
+        "available_gb": round(mem.get("MemAvailable", 0) / GB, 1),
+        "kernel": platform.release(),
+        "load_average": os.getloadavg(),
+        "versions": versions,
+    }
+
+
+def evaluate_targets(results: dict[int, SizeResult]) -> list[tuple[str, str, str, bool | None]]:
+    """(target, limit, measured, pass?) for every target of the issue; None = not measured.
+    A pipeline run stopped at the timeout counts with its wall time as a lower bound."""
+    def timed(n, way="pipeline"):
+        """(wall, cpu, rss, is_lower_bound) of the best run, or None."""
+        r = results.get(n)
+        m = r and SizeResult.best(getattr(r, way))
+        if not m or m.skipped:
+            return None
+        if m.ok:
+            return m.wall_s, m.cpu_s, m.peak_rss_gb, False
+        if m.killed and m.killed.startswith("timeout"):
+            return m.wall_s, m.cpu_s, m.peak_rss_gb, True
+        return None
+
+    def fmt(t, unit="s", index=0):
+        if t is None:
+            return "—"
+        value = t[index]
+        text = f"{value:.1f} s" if unit == "s" else f"{value:.2f} GB"
+        return (f"> {text} (stopped)" if unit == "s" else f"{text} when stopped") if t[3] else text
+
+    rows: list[tuple[str, str, str, bool | None]] = []
+    p1, p10, p50 = timed(1_000_000), timed(10_000_000), timed(50_000_000)
+    rows.append(("fixed cost: 1M full run", f"≤ {TARGETS['fixed_cost_s']:g} s", fmt(p1),
+                 None if p1 is None else (False if p1[3] else p1[0] <= TARGETS["fixed_cost_s"])))
+    rows.append(("10M full run", f"≤ {TARGETS['t10m_s']:g} s", fmt(p10),
+                 None if p10 is None else (False if p10[3] else p10[0] <= TARGETS["t10m_s"])))
+    rows.append(("10M peak RSS", f"≤ {TARGETS['t10m_rss_gb']:g} GB", fmt(p10, "gb", 2),
+                 None if p10 is None else (p10[2] <= TARGETS["t10m_rss_gb"] if not p10[3] else
+                                           (False if p10[2] > TARGETS["t10m_rss_gb"] else None))))
+    f1, f50 = timed(1_000_000, "floor"), timed(50_000_000, "floor")
+    if None in (p1, p50, f1, f50) or f50[0] == f1[0]:
+        rows.append(("marginal cost (pipe@50M − pipe@1M) / (floor@50M − floor@1M), wall", f"≤ {TARGETS['marginal']:g}", "—", None))
+    else:
+        for index, what in ((0, "wall"), (1, "CPU")):
+            marginal = (p50[index] - p1[index]) / (f50[index] - f1[index])
+            bound = p50[3]
+            ok = marginal <= TARGETS["marginal"] if not bound else (False if marginal > TARGETS["marginal"] else None)
+            rows.append((f"marginal cost (pipe@50M − pipe@1M) / (floor@50M − floor@1M), {what}", f"≤ {TARGETS['marginal']:g}",
+                         f"{'≥ ' if bound else ''}{marginal:.2f}{' (50M run stopped)' if bound else ''}", ok))
+    rows.append(("50M full run", f"≤ {TARGETS['t50m_s']:g} s", fmt(p50),
+                 None if p50 is None else (False if p50[3] else p50[0] <= TARGETS["t50m_s"])))
+    rows.append(("50M peak RSS", f"≤ {TARGETS['t50m_rss_gb']:g} GB", fmt(p50, "gb", 2),
+                 None if p50 is None else (p50[2] <= TARGETS["t50m_rss_gb"] if not p50[3] else
+                                           (False if p50[2] > TARGETS["t50m_rss_gb"] else None))))
+    for n, key in ((10_000_000, "pandas_ratio_10m"), (50_000_000, "pandas_ratio_50m")):
+        r = results.get(n)
+        name = f"pandas / pipeline at {_label(n)}"
+        limit = f"≥ {TARGETS[key]:g} (or pandas does not fit)"
+        if r is None:
+            rows.append((name, limit, "—", None))
+            continue
+        p = SizeResult.best(r.pandas)
+        pipe = timed(n)
+        if p is None:
+            rows.append((name, limit, "—", None))
+        elif p.skipped or p.killed:
+            fits = "fit" in (p.skipped or "") or (p.killed or "").startswith("memory")
+            rows.append((name, limit, f"pandas does not fit ({p.skipped or p.killed})" if fits else (p.skipped or p.killed),
+                         True if fits else None))
+        elif pipe:
+            ratio = p.wall_s / pipe[0]
+            if pipe[3]:  # the pipeline's time is a lower bound: the ratio an upper bound
+                ok = False if ratio < TARGETS[key] else None
+                rows.append((name, limit, f"< {ratio:.2f} (pipeline stopped)", ok))
+            else:
+                rows.append((name, limit, f"{ratio:.2f}", ratio >= TARGETS[key]))
+        else:
+            rows.append((name, limit, "—", None))
+    inc = next((r.incremental for r in results.values() if r.incremental is not None), None)
+    inc_size = next((n for n, r in results.items() if r.incremental is not None), None)
+    rows.append((f"incremental night ({_label(inc_size) if inc_size else '10M'} + 1 day)", f"≤ {TARGETS['incremental_s']:g} s",
+                 _fmt_s(inc.wall_s if inc and inc.ok else None),
+                 None if not (inc and inc.ok) else inc.wall_s <= TARGETS["incremental_s"]))
+    return rows
+
+
+def _fmt_s(v: float | None) -> str:
+    return "—" if v is None else f"{v:.1f} s"
+
+
+def _fmt_gb(v: float | None) -> str:
+    return "—" if v is None else f"{v:.2f} GB"
+
+
+def _cell(m: Measurement | None, all_runs: list[Measurement]) -> tuple[str, str, str]:
+    if m is None:
+        return "—", "—", "—"
+    if m.skipped:
+        return "skipped", "", ""
+    if not m.ok:
+        return f"**{m.killed or f'exit {m.returncode}'}** (after {m.wall_s:.0f} s)", f"{m.cpu_s:.1f}", f"{m.peak_rss_gb:.2f}"
+    walls = [x.wall_s for x in all_runs if x.ok]
+    extra = f" ({' / '.join(f'{w:.1f}' for w in walls)})" if len(walls) > 1 else ""
+    return f"{m.wall_s:.1f}{extra}", f"{m.cpu_s:.1f}", f"{m.peak_rss_gb:.2f}"
+
+
+def render_report(results: dict[int, SizeResult], info: dict, project: Project, started: float, argv: list[str],
+                  total_s: float | None = None) -> str:
+    lines: list[str] = []
+    add = lines.append
+    v = info["versions"]
+    total_s = (time.time() - started) if total_s is None else total_s
+    add("# Benchmarks")
+    add("")
+    add(f"Generated by `python benchmarks/bench.py {' '.join(argv)}` on {time.strftime('%Y-%m-%d %H:%M', time.localtime(started))}"
+        + (f" (total {total_s / 60:.1f} min)" if total_s else "") + ". Pipeline measured: "
+        f"{'snapshot of' if project.snapshot else 'working tree at'} `{project.revision}`.")
+    add("")
+    add("## Machine and versions")
+    add("")
+    add(f"- {info['cores']} cores ({info['cpu'] or 'unknown CPU'}), {info['memory_gb']} GB memory "
+        f"(/proc/meminfo), Linux {info['kernel']}; load average at start "
+        f"{' / '.join(f'{x:.1f}' for x in info['load_average'])}"
+        + (f", at end {' / '.join(f'{x:.1f}' for x in info['load_average_end'])}" if info.get("load_average_end") else "")
+        + " (other engineers' test runs share the machine: "
+        "timings are noisy, CPU seconds are the steadier figure).")
+    add("- " + ", ".join(f"{k} {val}" for k, val in v.items()))
+    add("")
+    add("## Results")
+    add("")
+    add("Wall and CPU in seconds, peak RSS in GB of the whole process tree (the `loyalty run` process and its "
+        "dbt subprocess). Every way runs as its own process, including interpreter start. With repeats, the "
+        "best wall time is shown and every run in brackets.")
+    add("")
+    add("| transactions | customers | CSV GB | pipeline wall | CPU | RSS | floor wall | CPU | RSS | pandas wall | CPU | RSS "
+        "| pipeline / floor | pandas / pipeline |")
+    add("| ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
+    for n, r in sorted(results.items()):
+        p, f, pd_ = SizeResult.best(r.pipeline), SizeResult.best(r.floor), SizeResult.best(r.pandas)
+        pc, fc, dc = _cell(p, r.pipeline), _cell(f, r.floor), _cell(pd_, r.pandas)
+        stopped = bool(p and p.killed and p.killed.startswith("timeout"))
+        pf = (f"{'> ' if stopped else ''}{p.wall_s / f.wall_s:.1f}"
+              if p and f and (p.ok or stopped) and f.ok else "—")
+        dp = (f"{'< ' if stopped else ''}{pd_.wall_s / p.wall_s:.2f}"
+              if p and pd_ and (p.ok or stopped) and pd_.ok else "—")
+        add(f"| {_label(n)} ({r.dataset.get('transactions', n):,}) | {r.customers:,} | {r.dataset.get('csv_bytes', 0) / 1e9:.2f} "
+            f"| {pc[0]} | {pc[1]} | {pc[2]} | {fc[0]} | {fc[1]} | {fc[2]} | {dc[0]} | {dc[1]} | {dc[2]} | {pf} | {dp} |")
+    add("")
+    skipped = [(n, SizeResult.best(r.pandas)) for n, r in sorted(results.items())]
+    for n, m in skipped:
+        if m and (m.skipped or m.killed):
+            add(f"- pandas at {_label(n)}: {m.skipped or m.killed}.")
+    fits = [n for n, m in skipped if m and m.ok]
+    if fits:
+        biggest = max(fits)
+        m = SizeResult.best(results[biggest].pandas)
+        add(f"- pandas ran up to {_label(biggest)} here (peak {m.peak_rss_gb:.1f} GB). Its memory estimate, checked "
+            f"before each run, is {pandas_way.PEAK_BYTES_PER_CSV_BYTE:g} bytes of peak RSS per byte of CSV + "
+            f"{pandas_way.BASE_BYTES / 1e9:.1f} GB: it stops fitting in 85 % of {info['memory_gb']:.0f} GB at about "
+            f"{_fit_limit(results, info):s} transactions (then it is skipped, or stopped at 90 % of memory).")
+    for n, r in sorted(results.items()):
+        agree = "; ".join(r.agreement)
+        add(f"- {_label(n)}: figures agree (1e-6 relative) — {agree}.")
+        loads = []
+        for way in ("pipeline", "floor", "pandas"):
+            values = [f"{x.extra['load_before']:.1f}→{x.extra.get('load_after', 0):.1f}"
+                      for x in getattr(r, way) if "load_before" in x.extra]
+            if values:
+                loads.append(f"{way} {', '.join(values)}")
+        if loads:
+            add(f"  Load average (1 min) at the start→end of each run: {'; '.join(loads)}.")
+    add("")
+    add("## Targets")
+    add("")
+    add("| target | limit | measured | |")
+    add("| --- | --- | --- | --- |")
+    for name, limit, measured, ok in evaluate_targets(results):
+        verdict = "PASS" if ok else ("FAIL" if ok is False else ("not measured" if measured == "—" else "inconclusive"))
+        add(f"| {name} | {limit} | {measured} | {verdict} |")
+    add("")
+    inc = [(n, r) for n, r in results.items() if r.incremental is not None]
+    for n, r in inc:
+        m = r.incremental
+        add(f"Incremental night: {m.extra.get('day_rows', 0):,} new rows in one new file in the {_label(n)} landing folder, "
+            f"`loyalty run --as-of {(r_as_of(r) + dt.timedelta(days=1)).isoformat()}` on the same warehouse: "
+            f"wall {m.wall_s:.1f} s, CPU {m.cpu_s:.1f} s, peak RSS {m.peak_rss_gb:.2f} GB; figures checked against the floor "
+            f"({'; '.join(m.extra.get('agreement', []))}).")
+        if r.incremental_stages:
+            add("")
+            add(_stage_table(r.incremental_stages, m))
+        add("")
+    add("## Where the time goes (pipeline stages)")
+    add("")
+    add("From the run's own records: arrival time of its log lines (ingest steps log when they finish, the dbt step "
+        "logs when it starts and when `dbt build` ends), the moment the process first opens a landing file "
+        "or creates the warehouse file (= ingest starts), dbt's `run_results.json` (per node) and `dbt.log` (parse).")
+    add("")
+    for n, r in sorted(results.items()):
+        p = SizeResult.best(r.pipeline)
+        if not r.stages or not p:
+            continue
+        add(f"### {_label(n)}")
+        add("")
+        add(_stage_table(r.stages, p))
+        add("")
+        if r.profile:
+            from benchmarks import profile_pipeline
+
+            add(profile_pipeline.render(r.profile, _label(n)))
+    return "\n".join(lines) + "\n"
+
+
+def r_as_of(r: SizeResult) -> dt.date:
+    return dt.date.fromisoformat(r.dataset["params"]["as_of"])
+
+
+def _fit_limit(results: dict[int, SizeResult], info: dict) -> str:
+    # bytes of CSV per transaction from the largest dataset
+    r = results[max(results)]
+    per_row = r.dataset.get("csv_bytes", 0) / max(1, r.dataset.get("transactions", 1))
+    budget = 0.85 * info["memory_gb"] * GB - pandas_way.BASE_BYTES
+    rows = budget / (pandas_way.PEAK_BYTES_PER_CSV_BYTE * per_row)
+    return f"{rows / 1e6:.0f}M"
+
+
+def _stage_table(stages: dict, m: Measurement) -> str:
+    rows = stages.get("stages", [])
+    # the wall time of the run these stages come from (the best run may be another, killed one)
+    wall = stages.get("wall_s") or (sum(s for _, s in rows) if m.killed else m.wall_s) or 1.0
+    out = ["| stage | seconds | share |", "| --- | ---: | ---: |"]
+    for label, seconds in rows:
+        out.append(f"| {label} | {seconds:.1f} | {100 * seconds / wall:.0f} % |")
+    out.append(f"| **total wall** | **{wall:.1f}** | |")
+    dbt = stages.get("dbt") or {}
+    if dbt.get("nodes"):
+        kinds = dbt.get("seconds_by_kind", {})
+        out.append("")
+        if dbt.get("incomplete"):
+            running = ", ".join(f"{r['id'].split('.')[-1] if r['id'].startswith('model') else r['id'].split('.')[2]} "
+                                f"(for {r['running_s']:.0f} s)" for r in dbt.get("running_when_stopped", []))
+            out.append(f"The run was stopped inside `dbt build`: the nodes below are those that had finished "
+                       f"(from dbt.log); still running at the stop: {running or 'nothing logged'}.")
+            out.append("")
+        span = dbt.get("log_span_s") or 0
+        elapsed = (f"did not finish ({span:.1f} s of dbt.log)" if dbt.get("incomplete") else
+                   f"dbt's own elapsed {dbt.get('elapsed_s') or 0:.1f} s of a {span:.1f} s dbt.log")
+        out.append(f"Inside `dbt build` ({dbt.get('threads', '?')} dbt threads): {elapsed}; project parse "
+                   f"{dbt.get('parse_s') if dbt.get('parse_s') is not None else '?'} s"
+                   + (f" (full re-parse: {dbt['full_reparse_reasons'][0]})" if dbt.get("full_reparse_reasons") else "")
+                   + "; node time by kind (summed over threads): "
+                   + ", ".join(f"{k} {s:.1f} s" for k, s in sorted(kinds.items(), key=lambda kv: -kv[1]))
+                   + ". Slowest nodes: "
+                   + ", ".join(f"{n['name'][:60]} {n['seconds']:.1f} s" for n in dbt["nodes"][:8]) + ".")
+    return "\n".join(out)
+
+
+BEGIN_MARK, END_MARK = "<!-- bench:begin (generated by benchmarks/bench.py) -->", "<!-- bench:end -->"
+
+
+def write_report(out: Path, generated: str) -> None:
+    """Writes the report; when ``out`` already has the bench markers, only the text between them is
+    replaced, so hand-written analysis around the generated tables survives a re-run."""
+    if out.exists():
+        current = out.read_text()
+        if BEGIN_MARK in current and END_MARK in current:
+            head, rest = current.split(BEGIN_MARK, 1)
+            _, tail = rest.split(END_MARK, 1)
+            if generated.startswith("# "):  # the file has its own title
+                generated = generated.split("\n", 1)[1].lstrip("\n")
+            out.write_text(f"{head}{BEGIN_MARK}\n{generated}{END_MARK}{tail}")
+            return
+    out.write_text(generated)
+
+
+def write_outputs(results: dict[int, SizeResult], info: dict, project: Project, started: float, argv: list[str],
+                  out: Path | None, json_out: Path | None, total_s: float | None = None) -> None:
+    if total_s is None:  # a live run (not a re-render): the load now is the load at the end
+        info["load_average_end"] = os.getloadavg()
+    if out:
+        write_report(out, render_report(results, info, project, started, argv, total_s))
+        log(f"report written to {out}")
+    if json_out:
+        payload = {
+            "argv": argv, "machine": info, "revision": project.revision, "snapshot": project.snapshot,
+            "started": started, "total_s": round(time.time() - started, 1),
+            "sizes": {
+                str(n): {
+                    "transactions": r.transactions, "customers": r.customers, "dataset": r.dataset,
+                    "pipeline": [m.to_json() for m in r.pipeline], "floor": [m.to_json() for m in r.floor],
+                    "pandas": [m.to_json() for m in r.pandas], "stages": r.stages, "figures": r.figures_summary,
+                    "agreement": r.agreement,
+                    "incremental": r.incremental.to_json() if r.incremental else None,
+                    "incremental_stages": r.incremental_stages, "profile": r.profile,
+                }
+                for n, r in sorted(results.items())
+            },
+            "targets": evaluate_targets(results),
+        }
+        json_out.write_text(json.dumps(payload, indent=1, default=str))
+        log(f"results written to {json_out}")
+
+
+# ----------------------------------------------------------------------------------------------
+# Command line
+# ----------------------------------------------------------------------------------------------
+
+
+def results_from_json(path: Path, project: Project) -> dict[int, SizeResult]:
+    """The SizeResults of an earlier run's JSON (to re-render its report); dbt records are read
+    again from the run's target folder when it is still there."""
+    payload = json.loads(Path(path).read_text())
+    out: dict[int, SizeResult] = {}
+    for size, data in payload["sizes"].items():
+        stages = data.get("stages") or {}
+        if stages.get("run_id"):
+            fresh = dbt_records(project, stages["run_id"])
+            if fresh:
+                stages["dbt"] = fresh
+            if stages.get("dbt", {}).get("incomplete"):
+                # a run stopped inside dbt: no "dbt process" stage, the rest is unfinished
+                rows = [r for r in stages.get("stages", []) if not (r[0].startswith("dbt process") and r[1] == 0)]
+                stages["stages"] = [
+                    (("unfinished when stopped: in `dbt build` (see the dbt nodes finished before the stop)", r[1])
+                     if r[0].startswith("unfinished") else tuple(r)) for r in rows]
+        out[int(size)] = SizeResult(
+            data["transactions"], data["customers"], data["dataset"],
+            [Measurement.from_json(d) for d in data["pipeline"]], [Measurement.from_json(d) for d in data["floor"]],
+            [Measurement.from_json(d) for d in data["pandas"]], stages, data.get("figures") or {},
+            data.get("agreement") or [],
+            incremental=Measurement.from_json(data["incremental"]) if data.get("incremental") else None,
+            incremental_stages=data.get("incremental_stages"), profile=data.get("profile"),
+        )
+    return out
+
+
+def load_earlier(paths: list[Path], project: Project) -> dict[int, dict[str, list[Measurement]]]:
+    """Measurements of earlier runs (their JSON) of the same revision, per size and way."""
+    out: dict[int, dict[str, list[Measurement]]] = {}
+    for path in paths:
+        payload = json.loads(Path(path).read_text())
+        if payload.get("revision") != project.revision:
+            raise SystemExit(f"--merge {path}: revision {payload.get('revision')} is not the measured {project.revision}")
+        for size, data in payload.get("sizes", {}).items():
+            for way in ("pipeline", "floor", "pandas"):
+                runs = [Measurement.from_json(d) for d in data.get(way, []) if not d.get("skipped")]
+                out.setdefault(int(size), {}).setdefault(way, []).extend(runs)
+    return out
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="bench", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--transactions", type=generate.parse_count, help="one size (e.g. 10M)")
+    parser.add_argument("--customers", type=generate.parse_count, help="customers for --transactions (default N / 20)")
+    parser.add_argument("--sizes", help="several sizes, e.g. 1M,10M,50M (customers = N / 20 each)")
+    parser.add_argument("--smoke", action="store_true", help="a tiny run (20k transactions, 1k customers)")
+    parser.add_argument("--skip-pandas-above", type=generate.parse_count,
+                        help="skip pandas above this many transactions (default: when its memory estimate does not fit)")
+    parser.add_argument("--pandas-memory-limit-gb", type=float, default=None,
+                        help="stop pandas when its RSS passes this (default: 90 %% of physical memory)")
+    parser.add_argument("--incremental-size", type=generate.parse_count,
+                        help="size whose landing copy gets the incremental night (default 10M when measured)")
+    parser.add_argument("--no-incremental", action="store_true")
+    parser.add_argument("--repeat", type=int, default=1, help="measure every way this many times (best wall reported)")
+    parser.add_argument("--pipeline-timeout", type=float, default=600.0, help="stop a pipeline run after this many seconds")
+    parser.add_argument("--snapshot", nargs="?", const="HEAD", default=None, metavar="REV",
+                        help="measure a clean export of git REV (default HEAD) instead of the working tree")
+    parser.add_argument("--profile", nargs="?", const="10M,50M", default=None, metavar="SIZES",
+                        help="also profile the pipeline at these sizes (default 10M,50M): ingest statements, dbt model operators")
+    parser.add_argument("--out", type=Path, help="write the Markdown report here (e.g. BENCHMARKS.md)")
+    parser.add_argument("--json", type=Path, help="write all measurements as JSON here "
+                        "(default: benchmarks/results/<sizes>.json next to a report)")
+    parser.add_argument("--cache", type=Path, default=generate.DEFAULT_CACHE, help="dataset cache folder")
+    parser.add_argument("--work", type=Path, help="work folder for landing copies and warehouses (default: a temp dir)")
+    parser.add_argument("--keep", action="store_true", help="keep the work folder")
+    parser.add_argument("--threads", type=int, help="DuckDB threads for the generator")
+    parser.add_argument("--echo", action="store_true", help="echo every measured process's output")
+    parser.add_argument("--report-from", type=Path, metavar="JSON",
+                        help="measure nothing: re-render the report of an earlier run's JSON (with --merge, --out)")
+    parser.add_argument("--merge", type=Path, action="append", default=[],
+                        help="a JSON of an earlier run of the same revision: its measurements count as repeats")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    args = build_parser().parse_args(argv)
+    if args.report_from:
+        payload = json.loads(args.report_from.read_text())
+        revision = payload["revision"]
+        root = (args.cache / "snapshots" / revision) if payload.get("snapshot") else PROJECT_ROOT
+        project = Project(root, venv_python(), revision, bool(payload.get("snapshot")))
+        results = results_from_json(args.report_from, project)
+        for n, ways in load_earlier(args.merge, project).items():
+            for way, runs in ways.items():
+                if n in results:
+                    getattr(results[n], way)[:0] = runs
+        started = payload.get("started") or args.report_from.stat().st_mtime
+        info = payload["machine"]
+        write_outputs(results, info, project, started, payload.get("argv", []), args.out, None,
+                      total_s=payload.get("total_s", 0))
+        return 0
+    if args.smoke:
+        sizes = [(20_000, 1_000)]
+    elif args.sizes:
+        sizes = [(n, max(1, n // 20)) for n in (generate.parse_count(s) for s in args.sizes.split(",") if s.strip())]
+    elif args.transactions:
+        sizes = [(args.transactions, args.customers or max(1, args.transactions // 20))]
+    else:
+        build_parser().error("give --transactions N, --sizes LIST or --smoke")
+    incremental_size = None
+    if not args.no_incremental:
+        if args.incremental_size:
+            incremental_size = args.incremental_size
+        elif any(n == 10_000_000 for n, _ in sizes):
+            incremental_size = 10_000_000
+        elif not args.smoke:
+            incremental_size = max((n for n, _ in sizes if n <= 10_000_000), default=None)
+    profile_sizes = {generate.parse_count(s) for s in args.profile.split(",")} if args.profile else set()
+    pandas_limit = int((args.pandas_memory_limit_gb * GB) if args.pandas_memory_limit_gb
+                       else 0.9 * meminfo().get("MemTotal", 0)) or None
+
+    started = time.time()
+    info = machine()
+    project = prepare_project(args.snapshot, args.cache)
+    log(f"pipeline: {'snapshot' if project.snapshot else 'working tree'} {project.revision} at {project.root}")
+    work = args.work or Path(tempfile.mkdtemp(prefix="loyalty-bench-"))
+    work.mkdir(parents=True, exist_ok=True)
+    json_out = args.json
+    if json_out is None and args.out:
+        json_out = BENCH_DIR / "results" / f"{'-'.join(_label(n) for n, _ in sizes)}.json"
+        json_out.parent.mkdir(exist_ok=True)
+    results: dict[int, SizeResult] = {}
+    earlier = load_earlier(args.merge, project)
+    exit_code = 0
+    try:
+        for n, m in sizes:
+            results[n] = run_size(
+                n, m, project=project, work=work, cache=args.cache, repeat=max(1, args.repeat),
+                incremental=(n == incremental_size), skip_pandas_above=args.skip_pandas_above,
+                pandas_memory_limit=pandas_limit, pipeline_timeout=args.pipeline_timeout,
+                profile=n in profile_sizes, echo=args.echo, threads=args.threads,
+            )
+            for way, runs in earlier.get(n, {}).items():
+                getattr(results[n], way)[:0] = runs
+            write_outputs(results, info, project, started, argv, args.out, json_out)
+            # A size's warehouses and landing copy are not needed once measured.
+            if not args.keep:
+                shutil.rmtree(work / _label(n), ignore_errors=True)
+    except BenchmarkMismatch:
+        exit_code = 3
+    finally:
+        if not args.keep and args.work is None:
+            shutil.rmtree(work, ignore_errors=True)
+    if results:
+        write_outputs(results, info, project, started, argv, args.out, json_out)
+        for name, limit, measured, ok in evaluate_targets(results):
+            if measured != "—":
+                log(f"target {name}: {measured} (limit {limit}) {'PASS' if ok else ('FAIL' if ok is False else 'inconclusive')}")
+    return exit_code
+
+
+if __name__ == "__main__":
+    sys.exit(main())
