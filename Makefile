@@ -13,7 +13,7 @@ DAGSTER_HOME := $(CURDIR)/.dagster_home
 # pip's "Location ... is ignored" notices about absent local mirrors are noise.
 PIP_QUIET := 2> >(grep -v "is ignored: it is neither a file nor a directory" >&2)
 
-.PHONY: help setup prepare sample run report test dev clean
+.PHONY: help setup prepare sample run report status test bench dev clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -42,8 +42,14 @@ run: prepare sample ## set up, then run the whole pipeline on the sample data an
 report: $(STAMP) ## print the flow matrix and CLV/portfolio table of the warehouse
 	@$(BIN)/loyalty report --warehouse $(WAREHOUSE)
 
+status: $(STAMP) ## print the last runs (as-of, outcome, duration, rows in, failed checks) from the run log
+	@$(BIN)/loyalty status --warehouse $(WAREHOUSE)
+
 test: prepare ## set up, then run every test (pytest, which runs dbt build with its unit and data tests)
 	$(BIN)/python -m pytest
+
+bench: prepare ## benchmark pipeline vs raw DuckDB vs pandas (SIZES=1M,10M,50M by default) into BENCHMARKS.md
+	$(BIN)/loyalty bench --sizes $(or $(SIZES),1M,10M,50M) --out BENCHMARKS.md
 
 dev: prepare ## start `dagster dev` (web UI on http://localhost:3000) with DAGSTER_HOME in the project
 	@mkdir -p $(DAGSTER_HOME)
@@ -51,4 +57,4 @@ dev: prepare ## start `dagster dev` (web UI on http://localhost:3000) with DAGST
 	DAGSTER_HOME=$(DAGSTER_HOME) $(BIN)/dagster dev -m dagster_project.definitions
 
 clean: ## remove generated data, the warehouse, dbt target and Dagster home (keeps .venv)
-	rm -rf data/raw data/*.duckdb data/*.duckdb.wal dbt/target dbt/logs $(DAGSTER_HOME)
+	rm -rf data/raw data/exports data/published data/*.duckdb data/*.duckdb.* dbt/target dbt/logs $(DAGSTER_HOME)
