@@ -65,6 +65,9 @@ def test_rerunning_a_date_replaces_exactly_its_slice(raw, single_runs, tmp_path)
     assert _marts(warehouse) == before
     _run(raw, warehouse, [DAY_2])
     assert _marts(warehouse) == before
+    # lifecycle_kpis keeps one slice of 36 cells per night: two nights, re-run, still two slices.
+    assert query(warehouse, "select as_of_date, count(*) from marts.lifecycle_kpis group by 1 order by 1") == [
+        (DAY_1, 36), (DAY_2, 36)]
 
 
 def test_a_late_file_is_loaded_next_night_and_a_backfill_corrects_the_old_slice(raw, single_runs, tmp_path):
