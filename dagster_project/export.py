@@ -46,6 +46,7 @@ import dagster as dg
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from .durable_files import fsync_dir
 from .config import LoyaltyConfig
 from .partitions import AS_OF_PARTITIONS, SINGLE_RUN
 from .resources import LoyaltySettings
@@ -201,7 +202,7 @@ def write_atomic(root: Path, name: str, data: bytes) -> Path:
         with contextlib.suppress(OSError):
             os.unlink(temp_name)
         raise
-    _fsync_dir(target.parent)
+    fsync_dir(target.parent)
     return target
 
 
@@ -211,19 +212,6 @@ def write_if_changed(root: Path, name: str, data: bytes) -> bool:
         return False
     write_atomic(root, name, data)
     return True
-
-
-def _fsync_dir(folder: Path) -> None:
-    try:
-        descriptor = os.open(folder, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(descriptor)
-    except OSError:
-        pass
-    finally:
-        os.close(descriptor)
 
 
 # ----------------------------------------------------------------------------------------------

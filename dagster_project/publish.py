@@ -37,6 +37,7 @@ from typing import Callable, Iterator
 import dagster as dg
 import duckdb
 
+from .durable_files import fsync_dir, fsync_file
 from .config import LoyaltyConfig
 from .partitions import AS_OF_PARTITIONS, SINGLE_RUN
 from .resources import LoyaltySettings
@@ -92,27 +93,6 @@ def stale_temp_files(folder: Path) -> list[Path]:
     if not folder.is_dir():
         return []
     return sorted(entry for entry in folder.iterdir() if _TEMP_NAME.match(entry.name) and entry.is_file())
-
-
-def fsync_file(path: Path) -> None:
-    descriptor = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(descriptor)
-    finally:
-        os.close(descriptor)
-
-
-def fsync_dir(folder: Path) -> None:
-    try:
-        descriptor = os.open(folder, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(descriptor)
-    except OSError:
-        pass
-    finally:
-        os.close(descriptor)
 
 
 @contextlib.contextmanager
