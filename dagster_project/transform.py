@@ -3,14 +3,24 @@ for one as-of date or a whole backfilled range."""
 
 import datetime as dt
 import json
+import uuid
 from pathlib import Path
+from typing import Sequence
 
 import dagster as dg
 import duckdb
 from dagster_dbt import DbtCliResource, dbt_assets
 
-from .config import dbt_vars
-from .dbt_project import dbt_project
+from .dbt_project import (
+    DBT_PROJECT_DIR,
+    WAREHOUSE_ENV,
+    constant_dbt_vars,
+    dbt_project,
+    environment,
+    partial_parse_key,
+    save_partial_parse,
+    seed_partial_parse,
+)
 from .partitions import AS_OF_PARTITIONS, SINGLE_RUN, run_as_of_dates
 from .resources import LoyaltySettings
 
@@ -28,18 +38,42 @@ CUSTOMER_LEVEL_SELECTOR = "tag:customer_level+"
 def loyalty_dbt_models(context: dg.AssetExecutionContext, dbt: DbtCliResource, settings: LoyaltySettings):
     config = settings.loyalty_config()
     dates = run_as_of_dates(context, settings.as_of())
-    variables = dbt_vars(config, dates)
+    # Same --vars every run (business constants only): dbt keeps its partial parse. The dates go
+    # to ops.run_dates, read by the as_of_date()/run_dates() macros; the path to LOYALTY_WAREHOUSE.
+    variables = constant_dbt_vars(config)
     args = ["build", "--vars", json.dumps(variables)]
     if not config.run_dbt_unit_tests:
-        args += ["--exclude-resource-type", "unit_test"]
+        # Unit tests and the grain / column tests of staging and intermediate (tag dev_checks)
+        # belong to `make test` and CI; nightly keeps the business invariants and the mart tests.
+        args += ["--exclude-resource-type", "unit_test", "--exclude", "tag:dev_checks"]
     newest = newest_published_as_of(config.warehouse_path)
     if newest is not None and dates[-1] < newest:
         # A backfill of older dates refreshes their slices but must not roll the customer-level
         # marts (and the export built on them) back from the newer date they already hold.
         context.log.info(f"backfill before {newest}: customer-level marts keep {newest}")
         args += ["--exclude", CUSTOMER_LEVEL_SELECTOR]
-    context.log.info(f"dbt vars: {json.dumps(variables)}")
-    yield from dbt.cli(args, context=context).stream()
+    write_run_dates(config.warehouse_path, dates)
+    context.log.info(f"dbt as-of dates: {', '.join(d.isoformat() for d in dates)}; vars: {json.dumps(variables)}")
+    # A target folder named like dagster-dbt's own (<op>-<run id>-<random>), seeded with the
+    # partial-parse state of the previous run on this warehouse with these vars.
+    target_path = DBT_PROJECT_DIR / "target" / f"{context.op_execution_context.op.name}-{context.run.run_id[:7]}-{uuid.uuid4().hex[:7]}"
+    key = partial_parse_key(config.warehouse_path, variables)
+    seed_partial_parse(target_path, key)
+    with environment({WAREHOUSE_ENV: str(config.warehouse_path)}):
+        invocation = dbt.cli(args, context=context, target_path=target_path)
+    try:
+        yield from invocation.stream()
+    finally:
+        save_partial_parse(target_path, key)
+
+
+def write_run_dates(warehouse: Path, dates: Sequence[dt.date]) -> None:
+    """The run's as-of dates as the one-column table ops.run_dates (see the as_of_date() macro)."""
+    warehouse.parent.mkdir(parents=True, exist_ok=True)
+    with duckdb.connect(str(warehouse)) as con:
+        con.execute("create schema if not exists ops")
+        con.execute("create or replace table ops.run_dates (as_of_date date not null)")
+        con.executemany("insert into ops.run_dates values (?)", [(date,) for date in dates])
 
 
 def newest_published_as_of(warehouse: Path) -> dt.date | None:

@@ -1,17 +1,41 @@
 {#- The business rules that several models share. Constants come from vars (config.py). -#}
 
-{#- The latest as-of date of the run: customer-level marts hold this date only. -#}
+{#- The run's as-of date(s) live in the one-column table ops.run_dates, written by the Dagster dbt
+    step just before `dbt build` (dagster_project/transform.py), not in --vars: identical vars from
+    run to run let dbt reuse its partial parse. A var as_of_date / as_of_dates still wins: the dbt
+    unit tests override them, and a hand-run `dbt build --vars ...` works without the table. -#}
+{% macro run_dates_relation() -%}
+    {{ return(api.Relation.create(database=target.database, schema='ops', identifier='run_dates')) }}
+{%- endmacro %}
+
+{#- The latest as-of date of the run: customer-level marts hold this date only. Rendered as a
+    literal when the node is compiled (execute), so the SQL and its plan are those of a constant. -#}
 {% macro as_of_date() -%}
+    {%- if var('as_of_date', none) is not none -%}
     cast('{{ var("as_of_date") }}' as date)
+    {%- elif execute -%}
+    {%- set latest = run_query('select max(as_of_date) from ' ~ run_dates_relation()).columns[0].values()[0] -%}
+    {%- if latest is none -%}
+    {{ exceptions.raise_compiler_error('ops.run_dates is empty: the run wrote no as-of date') }}
+    {%- endif -%}
+    cast('{{ latest }}' as date)
+    {%- else -%}
+    {#- Parse time only: never executed. -#}
+    cast(null as date)
+    {%- endif %}
 {%- endmacro %}
 
 {#- Every as-of date of the run (one for a nightly run, a range for a backfill) as rows; the
     aggregate marts keep one slice per as_of_date. -#}
 {% macro run_dates() -%}
-    {%- set dates = var('as_of_dates', [var('as_of_date')]) -%}
+    {%- set dates = var('as_of_dates', none) or ([var('as_of_date')] if var('as_of_date', none) is not none else none) -%}
+    {%- if dates is none %}
+    select cast(as_of_date as date) as as_of_date from {{ run_dates_relation() }}
+    {%- else -%}
     {%- for date in dates %}
     select cast('{{ date }}' as date) as as_of_date{% if not loop.last %} union all{% endif %}
     {%- endfor %}
+    {%- endif %}
 {%- endmacro %}
 
 {#- Last day of period k: as_of − period_months·k months (month ends clamp: Mar 31 − 1 month = Feb 28/29). -#}

@@ -9,35 +9,86 @@ periods as (
     select * from {{ ref('int_periods') }}
 ),
 
-assigned as (
-    select
-        transactions.*,
-        periods.as_of_date,
-        periods.period_index,
-        periods.period_start,
-        periods.period_end
-    from transactions
-    inner join periods
-        on transactions.transaction_date between periods.period_start and periods.period_end
+day_offsets as (
+    -- 0 … 9999 days: longer than any period (period_months ≤ 120, ≤ 3 653 days).
+    {{ integer_series(4) }}
 ),
 
-final as (
+calendar as (
+    -- Every day of every period of the run, mapped to its period: ~1 100 rows per as-of date.
+    -- Transactions find their period by an equality (hash) join on the day, instead of a range
+    -- join on `between period_start and period_end` over every transaction.
+    select
+        periods.as_of_date,
+        periods.period_index,
+        cast({{ dbt.dateadd('day', 'day_offsets.n', 'periods.period_start') }} as date) as calendar_date
+    from periods
+    inner join day_offsets
+        on day_offsets.n <= {{ dbt.datediff('periods.period_start', 'periods.period_end', 'day') }}
+),
+
+assigned as (
+    select
+        calendar.as_of_date,
+        calendar.period_index,
+        transactions.customer_id,
+        transactions.amount,
+        transactions.is_purchase,
+        transactions.product_id
+    from transactions
+    inner join calendar
+        on transactions.transaction_date = calendar.calendar_date
+),
+
+totals as (
+    -- Grouped by the three keys only; the period bounds are added back from periods below.
     select
         as_of_date,
         customer_id,
         period_index,
-        period_start,
-        period_end,
-        cast(sum(amount) as decimal(18, 2)) as revenue,
+        sum(amount) as revenue,
         count(case when is_purchase then 1 end) as purchases,
-        cast(coalesce(-sum(case when amount < 0 then amount end), 0) as decimal(18, 2)) as refund_amount,
+        coalesce(-sum(case when amount < 0 then amount end), 0) as refund_amount,
+        count(product_id) as rows_with_product
+    from assigned
+    group by as_of_date, customer_id, period_index
+),
+
+products as (
+    -- Distinct products in an aggregate of their own (one narrow distinct over the purchases
+    -- with a product, instead of a distinct count inside the wide aggregate above).
+    select as_of_date, customer_id, period_index, count(*) as distinct_products
+    from (
+        select distinct as_of_date, customer_id, period_index, product_id
+        from assigned
+        where is_purchase and product_id is not null
+    ) as bought
+    group by as_of_date, customer_id, period_index
+),
+
+final as (
+    select
+        totals.as_of_date,
+        totals.customer_id,
+        totals.period_index,
+        periods.period_start,
+        periods.period_end,
+        cast(totals.revenue as decimal(18, 2)) as revenue,
+        totals.purchases,
+        cast(totals.refund_amount as decimal(18, 2)) as refund_amount,
         -- Products bought in the period; null when the rows carry no product ids at all.
         case
-            when count(product_id) = 0 then null
-            else count(distinct case when is_purchase then product_id end)
+            when totals.rows_with_product = 0 then null
+            else coalesce(products.distinct_products, 0)
         end as distinct_products
-    from assigned
-    group by as_of_date, customer_id, period_index, period_start, period_end
+    from totals
+    inner join periods
+        on totals.as_of_date = periods.as_of_date
+        and totals.period_index = periods.period_index
+    left join products
+        on totals.as_of_date = products.as_of_date
+        and totals.customer_id = products.customer_id
+        and totals.period_index = products.period_index
 )
 
 select * from final
