@@ -6,6 +6,8 @@ import contextlib
 import dataclasses
 import datetime as dt
 import fcntl
+import json
+import re
 import uuid
 from pathlib import Path
 from typing import Iterator, Sequence
@@ -126,5 +128,38 @@ def first_failure(result: dg.ExecuteInProcessResult) -> str:
             while error is not None and error.cause is not None and error.message.startswith("dagster._core.errors."):
                 error = error.cause
             message = (error.message if error else "unknown error").strip().splitlines()
-            return f"{event.step_key}: {message[0] if message else 'failed'}"
+            return f"{event.step_key}: {_dbt_error(message) or (message[0] if message else 'failed')}"
     return "run failed before any step ran"
+
+
+DBT_ERRORS_MARKER = "Errors parsed from dbt logs:"
+DBT_LOG = re.compile(r"dbt debug log: (\S+dbt\.log)")
+
+
+def _dbt_error(lines: list[str]) -> str | None:
+    """dagster-dbt's error names the command; dbt's own error events say what went wrong: the
+    first one (from the error, else from the run's dbt.log), on one line."""
+    if DBT_ERRORS_MARKER in lines:
+        details = [line for line in lines[lines.index(DBT_ERRORS_MARKER) + 1:] if line.strip()]
+    else:
+        match = DBT_LOG.search("\n".join(lines))
+        details = _dbt_log_errors(Path(match.group(1).rstrip(".,"))) if match else []
+    # An error is a headline and its cause ("Runtime Error in model x", "Binder Error: ..."): both.
+    text = [line.strip() for detail in details for line in detail.splitlines()]
+    text = [line for line in text if line and line != "Encountered an error:"][:2]
+    return "dbt: " + " ".join(text) if text else None
+
+
+def _dbt_log_errors(log: Path) -> list[str]:
+    """Messages of the error events in dbt's JSON log (stack traces left out)."""
+    if not log.is_file():
+        return []
+    errors = []
+    for line in log.read_text(errors="replace").splitlines():
+        try:
+            info = json.loads(line)["info"]
+        except (ValueError, KeyError, TypeError):
+            continue
+        if info.get("level") == "error" and info.get("name") != "MainStackTrace":
+            errors.append(info.get("msg", ""))
+    return errors

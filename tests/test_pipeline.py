@@ -193,3 +193,27 @@ def test_rerun_for_the_same_date_gives_the_same_marts(warehouse, small_run):
     assert query(warehouse, "select * from marts.segment_clv order by all") == clv_before
     # Files already loaded are not read twice.
     assert query(warehouse, "select count(*) from raw.transactions") == [(13,)]
+
+
+def test_a_dbt_failure_is_reported_in_one_line_with_dbts_own_error(tmp_path):
+    import json
+
+    from dagster_project.runner import _dbt_error
+
+    log = tmp_path / "dbt.log"
+    events = [
+        {"info": {"level": "info", "name": "MainReportVersion", "msg": "Running with dbt=1.11"}},
+        {"info": {"level": "error", "name": "MainEncounteredError",
+                  "msg": "Encountered an error:\nInvalid value for on_schema_change: ignore."}},
+        {"info": {"level": "error", "name": "MainStackTrace", "msg": "Traceback (most recent call last): ..."}},
+    ]
+    log.write_text("\n".join(json.dumps(event) for event in events) + "\nnot json\n")
+    # dagster-dbt's message names only the command and the log when dbt fails before streaming.
+    message = ["The dbt CLI process with command", "", "`dbt build`", "",
+               f"failed with exit code `2`. Check the stdout ... or view the dbt debug log: {log}."]
+    assert _dbt_error(message) == "dbt: Invalid value for on_schema_change: ignore."
+    # ...and carries dbt's error events itself when it parsed them.
+    parsed = ["The dbt CLI process with command", "Errors parsed from dbt logs:",
+              "Runtime Error in model segment_clv (models/marts/segment_clv.sql)\n  Binder Error: no column x"]
+    assert _dbt_error(parsed) == "dbt: Runtime Error in model segment_clv (models/marts/segment_clv.sql) Binder Error: no column x"
+    assert _dbt_error(["some other error"]) is None
