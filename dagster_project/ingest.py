@@ -14,12 +14,20 @@ from pathlib import Path
 
 import duckdb
 
-from .landing_files import LANDING_TABLE, LandingFormat, RejectedFile, land, landing_column_sql
+from .landing_files import FileShape, LandingFormat, RejectedFile, land, landing_column_sql
 from .raw_contract import SQL_TYPES, DateLimits, RawSource, typed_expression, violation_expressions
 from .warehouse import quote_identifier, quote_literal
 
 LANDING_EXTENSIONS = (".csv", ".parquet")
 CONFLICT_REASON = "conflicting values for a repeated {key}"
+# The batch being loaded: every row of the new and changed files, landed once (text, plus the
+# converted values and the reason of the row rules); temp objects of the ingest connection.
+LANDING_TABLE = "landing_batch"
+LANDING_VIEW = "landing_rows"  # the batch with file names and typed values, as raw.<table> names them
+DECISIONS_TABLE = "ingest_decisions"  # only the rows whose key repeats or is already known
+# Kinds converted once, when the file lands (their checks are the costly regular expressions);
+# ids and free text are derived from the landed text again (a trim) instead of being stored twice.
+CONVERTED_KINDS = ("date", "timestamp", "amount", "score", "boolean")
 
 
 class IngestError(RuntimeError):
@@ -36,6 +44,9 @@ class FileOutcome:
     rows_quarantined: int = 0
     rows_duplicate: int = 0
     message: str | None = None
+    # Written to the log as they stand after this run (a later conflict may move loaded rows).
+    rows_loaded: int = 0
+    rows_quarantined: int = 0
 
 
 def sha256_of(path: Path) -> str:
@@ -86,6 +97,7 @@ def ingest_source(
     outcomes: list[FileOutcome] = []
     to_load: list[tuple[str, str, Path]] = []
     try:
+        _create_landing_table(con, source)
         # Reading happens outside the transaction: a file DuckDB cannot parse must not abort it.
         for path in landing_files(raw_dir, source):
             name = path.relative_to(raw_dir).as_posix()
@@ -94,7 +106,7 @@ def ingest_source(
             if outcome is not None:
                 outcomes.append(outcome)
                 continue
-            error = _land_file(con, source, path, name, len(to_load), fmt)
+            error = _land_file(con, source, path, len(to_load), fmt, limits)
             if error:
                 outcomes.append(FileOutcome(name, digest, "rejected", message=error))
             else:
@@ -104,15 +116,18 @@ def ingest_source(
             raise IngestError("; ".join(f"{raw_dir / o.source_file}: rejected: {o.message}" for o in rejected))
         con.execute("begin transaction")
         try:
+            recount: set[str] = set()
             if to_load:
-                outcomes.extend(_load_batch(con, source, to_load, limits))
-            _write_log(con, source, outcomes)
+                loaded, recount = _load_batch(con, source, to_load)
+                outcomes.extend(loaded)
+            _write_log(con, source, outcomes, recount)
             con.execute("commit")
         except BaseException:
             con.execute("rollback")
             raise
     finally:
-        con.execute("drop table if exists landing_batch")
+        con.execute(f"drop view if exists {LANDING_VIEW}")
+        con.execute(f"drop table if exists {DECISIONS_TABLE}")
         con.execute(f"drop table if exists {LANDING_TABLE}")
     return outcomes
 
@@ -139,163 +154,302 @@ def _known_file_outcome(con, source: RawSource, name: str, digest: str) -> FileO
     return None
 
 
-def _land_file(con, source: RawSource, path: Path, name: str, file_order: int, fmt: LandingFormat) -> str | None:
-    """Reads one file as text into ``landing_batch``; returns why it is rejected, or None."""
+# ---------------------------------------------------------------------------------------------
+# Landing: each file read once into the batch table
+# ---------------------------------------------------------------------------------------------
+
+
+def _create_landing_table(con, source: RawSource) -> None:
+    """The batch table: per row its file and line, the landed text, the converted values and the
+    reason it is quarantined (null for a row that passes the row rules)."""
+    texts = ", ".join(f"raw_{c.name} varchar" for c in source.columns)
+    converted = "".join(f", {c.name} {SQL_TYPES[c.kind]}" for c in source.columns if c.kind in CONVERTED_KINDS)
+    con.execute(
+        f"create or replace temp table {LANDING_TABLE} (file_order integer not null, line_number bigint not null,"
+        f" {texts}{converted}, extra_columns varchar, raw_line varchar, reason varchar)"
+    )
+
+
+def _landing_columns(source: RawSource) -> list[str]:
+    return (
+        ["file_order", "line_number"]
+        + [f"raw_{c.name}" for c in source.columns]
+        + [c.name for c in source.columns if c.kind in CONVERTED_KINDS]
+        + ["extra_columns", "reason"]
+    )
+
+
+def _land_file(con, source: RawSource, path: Path, file_order: int, fmt: LandingFormat, limits: DateLimits | None) -> str | None:
+    """Reads one file into the batch table; returns why it is rejected, or None."""
+    missing: list[str] = []
+
+    def statement(shape: FileShape, relation: str) -> str:
+        by_name = _columns_by_name(shape.columns)
+        missing.extend(c for c in source.required_columns if c not in by_name)
+        if missing:
+            return f"select count(*) from {relation}"  # read anyway: a file DuckDB cannot split says so first
+        return _landing_insert(source, shape, by_name, relation, file_order, limits)
+
     try:
-        landed = land(con, path, fmt)
+        landed = land(con, path, fmt, statement)
     except RejectedFile as error:
         return str(error)
-    by_name: dict[str, str] = {}
-    for column in landed.columns:
-        by_name.setdefault(column.strip().lower(), column)
-    missing = [c for c in source.required_columns if c not in by_name]
     if missing:
         return f"missing required column(s) {', '.join(missing)} (found: {', '.join(landed.columns)})"
-    if con.execute(f"select count(*) from {LANDING_TABLE}").fetchone()[0] == 0 and not landed.malformed:
+    if landed.rows == 0 and not landed.malformed:
         return "no data rows (header only)"
+    if landed.malformed:
+        _renumber_after_malformed_lines(con, file_order, [line for line, _, _ in landed.malformed], landed.shape.header_lines)
+        con.executemany(
+            f"insert into {LANDING_TABLE} (file_order, line_number, reason, raw_line) values ({file_order}, ?, ?, ?)",
+            [(line, f"malformed line ({error_type})", text) for line, error_type, text in landed.malformed],
+        )
+    return None
+
+
+def _renumber_after_malformed_lines(con, file_order: int, malformed: list[int], header_lines: int) -> None:
+    """The reader numbers the records it kept; every malformed line skipped before a record moves
+    it one line down. The j-th malformed line (0-based) comes after the records numbered up to
+    line - header_lines - 1 - j, so a record n sits on n + header_lines + #{j: that < n}."""
+    before = [line - header_lines - 1 - j for j, line in enumerate(sorted(malformed))]
+    con.execute(
+        f"""update {LANDING_TABLE} set line_number = line_number + (
+                select count(*) from (select unnest(?::bigint[]) as kept_before) where kept_before < {LANDING_TABLE}.line_number - ?)
+            where file_order = ?""",
+        [before, header_lines, file_order],
+    )
+
+
+def _columns_by_name(columns: list[str]) -> dict[str, str]:
+    """Contract column name → the file's own header name (matched trimmed, case-insensitive)."""
+    by_name: dict[str, str] = {}
+    for column in columns:
+        by_name.setdefault(column.strip().lower(), column)
+    return by_name
+
+
+def _landing_insert(
+    source: RawSource, shape: FileShape, by_name: dict[str, str], relation: str, file_order: int, limits: DateLimits | None
+) -> str:
+    """One insert that lands a file's rows: text as read, converted values, the first rule broken."""
     known = set(source.column_names)
     extras = [original for key, original in by_name.items() if key not in known]
-    selected = [f"{landing_column_sql(by_name, c)} as raw_{c}" for c in source.column_names]
     extra_json = (
         "to_json(struct_pack(" + ", ".join(f"{quote_identifier(e)} := cast({quote_identifier(e)} as varchar)" for e in extras) + "))::varchar"
         if extras else "null::varchar"
     )
-    file_columns = f"{quote_literal(name)} as source_file, {file_order} as file_order"
-    con.execute(
-        f"create temp table if not exists landing_batch as select {file_columns}, 0::bigint as line_number,"
-        f" {', '.join(selected)}, {extra_json} as extra_columns, '.' as decimal_separator,"
-        f" null::varchar as malformed, null::varchar as raw_line from {LANDING_TABLE} limit 0"
-    )
-    # ordinality numbers the parsed records; with one record per line, + header = the line.
-    con.execute(
-        f"insert into landing_batch select {file_columns}, ordinality + {landed.header_lines},"
-        f" {', '.join(selected)}, {extra_json}, {quote_literal(landed.decimal_separator)}, null, null from {LANDING_TABLE}"
-    )
-    if landed.malformed:
-        nulls = ", ".join("null" for _ in source.column_names)
-        con.executemany(
-            f"insert into landing_batch select {file_columns}, ?, {nulls}, null, {quote_literal(landed.decimal_separator)}, ?, ?",
-            [(line, f"malformed line ({error_type})", text) for line, error_type, text in landed.malformed],
-        )
-    con.execute(f"drop table {LANDING_TABLE}")
-    return None
-
-
-def _load_batch(con, source: RawSource, files: list[tuple[str, str, Path]], limits: DateLimits | None) -> list[FileOutcome]:
-    names = [c.name for c in source.columns]
+    texts = ", ".join(f"{landing_column_sql(by_name, c)} as raw_{c}" for c in source.column_names)
     typed = ", ".join(f"{typed_expression(c)} as {c.name}" for c in source.columns)
-    rules = [("malformed is not null", None)] + [rule for c in source.columns for rule in violation_expressions(c, limits)]
-    reason = "case " + " ".join(
-        f"when {cond} then {quote_literal(why) if why else 'malformed'}" for cond, why in rules
-    ) + " end"
-    values = ", ".join(f"{n} := {n}" for n in names if n != source.key)
-    # Rows are identified by their key; keyless sources (events) by all their values.
-    key = "row_key"
-    key_expression = source.key or f"struct_pack({values})"
-    conflict = quote_literal(CONFLICT_REASON.format(key=source.key or "row"))
+    rules = [rule for c in source.columns for rule in violation_expressions(c, limits)]
+    reason = "case " + " ".join(f"when {cond} then {quote_literal(why)}" for cond, why in rules) + " end" if rules else "null"
+    columns = ", ".join(_landing_columns(source))
+    # ordinality numbers the parsed records; with one record per line, + header = the line.
+    return f"""
+        insert into {LANDING_TABLE} ({columns})
+        select {columns} from (
+            select *, {reason} as reason from (
+                select *, {typed} from (
+                    select {file_order} as file_order, ordinality + {shape.header_lines} as line_number, {texts},
+                        {extra_json} as extra_columns, {quote_literal(shape.decimal_separator)} as decimal_separator
+                    from {relation})))
+    """
+
+
+# ---------------------------------------------------------------------------------------------
+# Loading: the batch into raw.<table> and its quarantine, in the caller's transaction
+# ---------------------------------------------------------------------------------------------
+
+
+def _load_batch(con, source: RawSource, files: list[tuple[str, str, Path]]) -> tuple[list[FileOutcome], set[str]]:
+    """Loads the landed batch; returns one outcome per file and the earlier files that lost rows
+    to a conflict (their log counts are recounted)."""
     file_names = [name for name, _, _ in files]
+    replaced = _earlier_versions(con, source, file_names)
+    _delete_earlier_versions(con, source, file_names)
+    _create_landing_view(con, source, file_names)
+    _decide_repeated_keys(con, source)
+    recount = _quarantine_conflicting_raw_rows(con, source)
+    _quarantine_batch_rows(con, source)
+    _insert_valid_rows(con, source)
+    counts = _file_counts(con)
+    outcomes = []
+    for file_order, (name, digest, _) in enumerate(files):
+        rows_read, loaded, quarantined, duplicate = counts.get(file_order, (0, 0, 0, 0))
+        outcomes.append(FileOutcome(
+            name, digest, "replaced" if name in replaced else "loaded", rows_read=rows_read,
+            rows_duplicate=duplicate, rows_loaded=loaded, rows_quarantined=quarantined,
+        ))
+    return outcomes, recount - set(file_names)
 
-    # A changed file replaces what the earlier version of the same file loaded.
+
+def _earlier_versions(con, source: RawSource, file_names: list[str]) -> set[str]:
     placeholders = ", ".join("?" for _ in file_names)
-    con.execute(f"delete from raw.{source.table} where source_file in ({placeholders})", file_names)
-    con.execute(f"delete from raw.{source.quarantine_table} where source_file in ({placeholders})", file_names)
-
-    con.execute(
-        f"""
-        create or replace temp table checked as
-        with typed as (select *, {typed} from landing_batch)
-        select *, {reason} as reason, struct_pack({values}) as row_values, {key_expression} as row_key from typed
-        """
-    )
-    con.execute(
-        f"""
-        create or replace temp table decided as
-        with valid as (select * from checked where reason is null),
-        existing as (
-            select {key_expression} as row_key, struct_pack({values}) as row_values from raw.{source.table}
-            where {key_expression} in (select row_key from valid)
-        ),
-        earlier_conflicts as (
-            select distinct {source.key or "null"} as row_key from raw.{source.quarantine_table} where reason = {conflict}
-        ),
-        versions as (
-            select {key}, row_values from valid union all select {key}, row_values from existing
-        ),
-        keys as (
-            select {key}, count(distinct row_values) > 1
-                or {key} in (select {key} from earlier_conflicts) as is_conflict
-            from versions group by {key}
-        )
-        select valid.source_file, valid.line_number, keys.is_conflict,
-            valid.{key} in (select {key} from existing) as is_known,
-            row_number() over (partition by valid.{key} order by valid.file_order, valid.line_number) as occurrence
-        from valid join keys using ({key})
-        """
-    )
-    # Rows already loaded whose id now arrives with other values join the conflict in quarantine.
-    con.execute(
-        f"""
-        insert into raw.{source.quarantine_table}
-        select source_file, line_number, {', '.join(f'cast({n} as varchar)' for n in names)}, extra_columns, null, {conflict}
-        from raw.{source.table}
-        where {key_expression} in (select c.row_key from checked c join decided d using (source_file, line_number) where d.is_conflict)
-        """
-    )
-    con.execute(
-        f"""delete from raw.{source.table} where {key_expression} in
-        (select c.row_key from checked c join decided d using (source_file, line_number) where d.is_conflict)"""
-    )
-    con.execute(
-        f"""
-        insert into raw.{source.quarantine_table}
-        select c.source_file, c.line_number, {', '.join(f'c.raw_{n}' for n in names)}, c.extra_columns, c.raw_line,
-            coalesce(c.reason, {conflict})
-        from checked c left join decided d using (source_file, line_number)
-        where c.reason is not null or d.is_conflict
-        """
-    )
-    con.execute(
-        f"""
-        insert into raw.{source.table}
-        select {', '.join(f'c.{n}' for n in names)}, c.extra_columns, c.source_file, c.line_number
-        from checked c join decided d using (source_file, line_number)
-        where not d.is_conflict and not d.is_known and d.occurrence = 1
-        order by d.source_file, d.line_number
-        """
-    )
-    counts = dict(
-        (row[0], row[1:])
-        for row in con.execute(
-            """
-            select c.source_file, count(*),
-                count(*) filter (where d.source_file is not null and not d.is_conflict
-                                 and (d.is_known or d.occurrence > 1))
-            from checked c left join decided d using (source_file, line_number)
-            group by c.source_file
-            """
-        ).fetchall()
-    )
-    con.execute("drop table checked")
-    con.execute("drop table decided")
-    replaced = set(
+    return set(
         row[0] for row in con.execute(
             f"select distinct source_file from raw.ingest_log where source = ? and source_file in ({placeholders})"
             " and status in ('loaded', 'replaced')",
             [source.folder, *file_names],
         ).fetchall()
     )
-    outcomes = []
-    for name, digest, _ in files:
-        rows_read, rows_duplicate = counts.get(name, (0, 0))
-        outcomes.append(
-            FileOutcome(name, digest, "replaced" if name in replaced else "loaded", rows_read=rows_read, rows_duplicate=rows_duplicate)
+
+
+def _delete_earlier_versions(con, source: RawSource, file_names: list[str]) -> None:
+    """A changed file replaces what the earlier version of the same file loaded."""
+    placeholders = ", ".join("?" for _ in file_names)
+    con.execute(f"delete from raw.{source.table} where source_file in ({placeholders})", file_names)
+    con.execute(f"delete from raw.{source.quarantine_table} where source_file in ({placeholders})", file_names)
+
+
+def _create_landing_view(con, source: RawSource, file_names: list[str]) -> None:
+    """The batch as raw.<table> names its columns: file names instead of numbers, typed values."""
+    names = "[" + ", ".join(quote_literal(n) for n in file_names) + "]"
+    typed = ", ".join(
+        f"{c.name}" if c.kind in CONVERTED_KINDS else f"{typed_expression(c)} as {c.name}" for c in source.columns
+    )
+    texts = ", ".join(f"raw_{c}" for c in source.column_names)
+    con.execute(
+        f"create or replace temp view {LANDING_VIEW} as select {names}[file_order + 1] as source_file, file_order,"
+        f" line_number, {typed}, {texts}, extra_columns, raw_line, reason from {LANDING_TABLE}"
+    )
+
+
+def _row_key(source: RawSource) -> str:
+    """Rows are identified by their key; keyless sources (events) by all their values."""
+    return source.key or f"struct_pack({_row_values(source)})"
+
+
+def _row_values(source: RawSource) -> str:
+    return ", ".join(f"{n} := {n}" for n in source.column_names if n != source.key)
+
+
+def _conflict_reason(source: RawSource) -> str:
+    return quote_literal(CONFLICT_REASON.format(key=source.key or "row"))
+
+
+def _earlier_conflicts(source: RawSource) -> str | None:
+    """The keys quarantined as conflicting by an earlier run: any later row of them conflicts too.
+    Keyless sources (rows identified by all their values) never conflict."""
+    if not source.key:
+        return None
+    return f"(select {source.key} from raw.{source.quarantine_table} where reason = {_conflict_reason(source)})"
+
+
+def _decide_repeated_keys(con, source: RawSource) -> None:
+    """Decides the rows whose key needs it: repeated in the batch, already in raw, or in conflict
+    since an earlier run. Per such row: 'load' (the first of its key), 'duplicate' (the same
+    values again) or 'conflict' (the key has different values: all its rows go to quarantine).
+    Every other valid row is loaded as it is: at scale that is all but a few per mille."""
+    key, values = _row_key(source), _row_values(source)
+    earlier = _earlier_conflicts(source)
+    in_earlier_conflict = f"row_key in {earlier}" if earlier else "false"
+    # Keys are grouped by their hash first (a fixed-width aggregate over the whole batch); the
+    # exact decision below sees only the candidates, so a hash collision costs time, not truth.
+    con.execute(
+        f"""
+        create or replace temp table {DECISIONS_TABLE} as
+        with valid as not materialized (
+            select file_order, line_number, {key} as row_key from {LANDING_VIEW} where reason is null
+        ),
+        repeated_hashes as (select hash(row_key) as h from valid group by h having count(*) > 1),
+        candidates as (
+            select row_key from valid where hash(row_key) in (select h from repeated_hashes)
+            union select row_key from valid where row_key in (select {key} from raw.{source.table})
+            union select row_key from valid where {in_earlier_conflict}
+        ),
+        versions as (
+            select file_order, line_number, {key} as row_key, struct_pack({values}) as row_values
+            from {LANDING_VIEW} where reason is null and {key} in (select row_key from candidates)
+            union all
+            select null, null, {key}, struct_pack({values})
+            from raw.{source.table} where {key} in (select row_key from candidates)
+        ),
+        keys as (
+            select row_key, count(distinct row_values) > 1 or {in_earlier_conflict} as is_conflict,
+                count(*) filter (where file_order is null) > 0 as is_known
+            from versions group by row_key
         )
-    return outcomes
+        select v.file_order, v.line_number, v.row_key, k.is_known,
+            case when k.is_conflict then 'conflict'
+                 when not k.is_known and row_number() over (partition by v.row_key order by v.file_order, v.line_number) = 1 then 'load'
+                 else 'duplicate' end as action
+        from versions v join keys k using (row_key)
+        where v.file_order is not null
+        """
+    )
 
 
-def _write_log(con, source: RawSource, outcomes: list[FileOutcome]) -> None:
-    """Appends this run's outcomes; loaded/quarantined counts are read back from the tables so
-    that a row moved to quarantine by a later conflict keeps every file's identity true."""
+def _quarantine_conflicting_raw_rows(con, source: RawSource) -> set[str]:
+    """Rows already loaded whose id now arrives with other values join the conflict in quarantine;
+    returns the files they came from."""
+    key = _row_key(source)
+    conflicting = f"(select row_key from {DECISIONS_TABLE} where action = 'conflict' and is_known)"
+    if not con.execute(f"select count(*) from {conflicting}").fetchone()[0]:
+        return set()  # the usual case: no need to scan raw
+    names = source.column_names
+    moved = con.execute(
+        f"""
+        insert into raw.{source.quarantine_table}
+        select source_file, line_number, {', '.join(f'cast({n} as varchar)' for n in names)}, extra_columns, null, {_conflict_reason(source)}
+        from raw.{source.table} where {key} in {conflicting}
+        returning source_file
+        """
+    ).fetchall()
+    con.execute(f"delete from raw.{source.table} where {key} in {conflicting}")
+    return {row[0] for row in moved}
+
+
+def _quarantine_batch_rows(con, source: RawSource) -> None:
+    """Rows that break a rule, with their reason, and rows of a conflicting key."""
+    con.execute(
+        f"""
+        insert into raw.{source.quarantine_table}
+        select source_file, line_number, {', '.join(f'raw_{n}' for n in source.column_names)}, extra_columns, raw_line,
+            coalesce(reason, {_conflict_reason(source)})
+        from {LANDING_VIEW} b
+        where reason is not null or exists (
+            select 1 from {DECISIONS_TABLE} d
+            where d.action = 'conflict' and d.file_order = b.file_order and d.line_number = b.line_number)
+        """
+    )
+
+
+def _insert_valid_rows(con, source: RawSource) -> None:
+    """Every valid row, typed, except the duplicates and conflicts decided above. No sort: the
+    batch is scanned in file and line order, and an anti-join keeps that order."""
+    con.execute(
+        f"""
+        insert into raw.{source.table}
+        select {', '.join(source.column_names)}, extra_columns, source_file, line_number
+        from {LANDING_VIEW} b
+        where reason is null and not exists (
+            select 1 from {DECISIONS_TABLE} d
+            where d.action <> 'load' and d.file_order = b.file_order and d.line_number = b.line_number)
+        """
+    )
+
+
+def _file_counts(con) -> dict[int, tuple[int, int, int, int]]:
+    """Per file_order: rows read, loaded, quarantined, duplicate (from two small aggregates)."""
+    landed = con.execute(
+        f"select file_order, count(*), count(reason) from {LANDING_TABLE} group by file_order"
+    ).fetchall()
+    decided = dict(
+        (row[0], row[1:]) for row in con.execute(
+            f"select file_order, count(*) filter (where action = 'duplicate'), count(*) filter (where action = 'conflict')"
+            f" from {DECISIONS_TABLE} group by file_order"
+        ).fetchall()
+    )
+    counts = {}
+    for file_order, rows_read, invalid in landed:
+        duplicate, conflict = decided.get(file_order, (0, 0))
+        counts[file_order] = (rows_read, rows_read - invalid - duplicate - conflict, invalid + conflict, duplicate)
+    return counts
+
+
+def _write_log(con, source: RawSource, outcomes: list[FileOutcome], recount: set[str]) -> None:
+    """Appends this run's outcomes. Files loaded earlier that lost rows to a conflict in this run
+    get their loaded/quarantined counts read back from the tables, so that every file's identity
+    stays true."""
     for o in outcomes:
         if o.status == "unchanged":
             continue
@@ -306,15 +460,26 @@ def _write_log(con, source: RawSource, outcomes: list[FileOutcome]) -> None:
                 [source.folder, o.source_file],
             )
         con.execute(
-            "insert into raw.ingest_log values (?, ?, ?, ?, ?, 0, 0, ?, current_timestamp, ?)",
-            [source.folder, o.source_file, o.sha256, o.status, o.rows_read, o.rows_duplicate, o.message],
+            "insert into raw.ingest_log values (?, ?, ?, ?, ?, ?, ?, ?, current_timestamp, ?)",
+            [source.folder, o.source_file, o.sha256, o.status, o.rows_read, o.rows_loaded, o.rows_quarantined,
+             o.rows_duplicate, o.message],
         )
-    con.execute(
-        f"""
-        update raw.ingest_log as log set
-            rows_loaded = coalesce((select count(*) from raw.{source.table} t where t.source_file = log.source_file), 0),
-            rows_quarantined = coalesce((select count(*) from raw.{source.quarantine_table} q where q.source_file = log.source_file), 0)
-        where log.source = ? and log.status in ('loaded', 'replaced')
-        """,
-        [source.folder],
+    if recount:
+        _recount_log(con, source, sorted(recount))
+
+
+def _recount_log(con, source: RawSource, file_names: list[str]) -> None:
+    placeholders = ", ".join("?" for _ in file_names)
+
+    def per_file(table: str) -> dict[str, int]:
+        return dict(con.execute(
+            f"select source_file, count(*) from raw.{table} where source_file in ({placeholders}) group by source_file",
+            file_names,
+        ).fetchall())
+
+    loaded, quarantined = per_file(source.table), per_file(source.quarantine_table)
+    con.executemany(
+        "update raw.ingest_log set rows_loaded = ?, rows_quarantined = ?"
+        " where source = ? and source_file = ? and status in ('loaded', 'replaced')",
+        [(loaded.get(n, 0), quarantined.get(n, 0), source.folder, n) for n in file_names],
     )

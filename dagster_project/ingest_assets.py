@@ -19,7 +19,8 @@ def _ingest(context: dg.AssetExecutionContext, settings: LoyaltySettings, source
     config = settings.loyalty_config()
     limits = DateLimits(earliest=config.business_start_date, latest=settings.today().isoformat())
     fmt = LandingFormat(**dict(config.landing_formats).get(source.folder, {}))
-    with connect(config.warehouse_path) as con:
+    # Under the configured DuckDB memory limit / threads / spill folder: a large batch spills.
+    with connect(config.warehouse_path, config=config) as con:
         outcomes = ingest_source(
             con, source, config.raw_path, skip_rejected=config.skip_rejected_files, limits=limits, fmt=fmt
         )
@@ -87,7 +88,8 @@ def customers(context: dg.AssetExecutionContext, settings: LoyaltySettings) -> d
 )
 def erasures(context: dg.AssetExecutionContext, settings: LoyaltySettings) -> dg.MaterializeResult:
     result = _ingest(context, settings, ERASURES)
-    with connect(settings.loyalty_config().warehouse_path) as con:
+    config = settings.loyalty_config()
+    with connect(config.warehouse_path, config=config) as con:
         removed = apply_erasures(con)
     for table, rows in removed.items():
         if rows:

@@ -3,23 +3,55 @@
 from __future__ import annotations
 
 import contextlib
+import os
 from pathlib import Path
 from typing import Iterator
 
 import duckdb
 
+from .config import LoyaltyConfig, resolve_path
+
+# Without a configured duckdb_memory_limit: this share of physical memory. DuckDB's own default
+# (80 %) leaves too little for Python, the dbt subprocess and the OS once a large ingest spills.
+DEFAULT_MEMORY_SHARE = 0.6
+
 
 @contextlib.contextmanager
-def connect(path: Path, read_only: bool = False) -> Iterator[duckdb.DuckDBPyConnection]:
+def connect(
+    path: Path, read_only: bool = False, config: LoyaltyConfig | None = None
+) -> Iterator[duckdb.DuckDBPyConnection]:
+    """Opens ``path``; with ``config``, under its DuckDB resource settings (see duckdb_settings)."""
     if not read_only:
         path.parent.mkdir(parents=True, exist_ok=True)
     elif not path.exists():
         raise FileNotFoundError(f"warehouse file not found: {path} (run `loyalty run` first)")
-    connection = duckdb.connect(str(path), read_only=read_only)
+    settings = duckdb_settings(config, path) if config is not None else {}
+    connection = duckdb.connect(str(path), read_only=read_only, config=settings)
     try:
         yield connection
     finally:
         connection.close()
+
+
+def duckdb_settings(config: LoyaltyConfig, path: Path) -> dict[str, str | int]:
+    """Memory limit, threads and spill folder for a large job on the warehouse at ``path``: the
+    configured values, else a memory limit of 60 % of physical memory and the spill folder
+    ``<warehouse>.tmp`` beside the file (threads: DuckDB's default, one per core)."""
+    settings: dict[str, str | int] = {
+        "memory_limit": config.duckdb_memory_limit or default_memory_limit(),
+        "temp_directory": str(resolve_path(config.duckdb_temp_dir) if config.duckdb_temp_dir else Path(f"{path}.tmp")),
+    }
+    if config.duckdb_threads:
+        settings["threads"] = int(config.duckdb_threads)
+    return settings
+
+
+def default_memory_limit() -> str:
+    try:
+        physical = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (ValueError, OSError, AttributeError):  # not available on this platform: DuckDB's default
+        return "80%"
+    return f"{int(physical * DEFAULT_MEMORY_SHARE) // (1 << 20)}MB"
 
 
 def quote_identifier(name: str) -> str:
