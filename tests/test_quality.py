@@ -171,6 +171,51 @@ def test_adapter_picks_up_a_changed_suite():
     assert quality.validate(frame, suite).success
 
 
+def test_suite_columns_are_what_the_expectations_read():
+    assert quality.suite_columns(quality.load_suite_dict("raw.transactions")) == ["amount", "transaction_date"]
+    rows_only = {"name": "adhoc.rows", "expectations": [{"type": "expect_table_row_count_to_be_between", "kwargs": {"min_value": 1}}]}
+    assert quality.suite_columns(rows_only) == []
+    # Expectations that may look at other columns need the whole frame.
+    table_wide = {"name": "adhoc.wide", "expectations": [{"type": "expect_table_columns_to_match_set", "kwargs": {"column_set": ["a"]}}]}
+    conditional = {"name": "adhoc.cond", "expectations": [
+        {"type": "expect_column_values_to_be_between", "kwargs": {"column": "a", "min_value": 0, "row_condition": 'b=="x"'}}
+    ]}
+    assert quality.suite_columns(table_wide) is None and quality.suite_columns(conditional) is None
+
+
+def test_adapter_gives_gx_the_suite_columns_in_vectorised_dtypes(sample_frames):
+    """GX's pandas `between` compares datetime64[us] and int32/Int32 one Python value at a time
+    (1.1 s for a 200 000-row transactions sample): the adapter widens them losslessly first."""
+    for suite in SUITES:
+        columns = quality.suite_columns(quality.load_suite_dict(suite))
+        frame, _ = quality._gx_frame(sample_frames[suite], columns)
+        assert list(frame.columns) == [c for c in sample_frames[suite].columns if c in columns], suite
+        assert frame.index.equals(sample_frames[suite].index)
+        for column in frame.columns:
+            assert frame[column].dtype in ("int64", "float64", "datetime64[ns]"), (suite, column, frame[column].dtype)
+
+
+def test_adapter_still_catches_dates_beyond_the_nanosecond_range():
+    frame = transactions_frame([1.0, 2.0, 3.0])
+    frame["transaction_date"] = pd.Series(["2024-03-01", "9999-12-31", "1500-01-01"], dtype="datetime64[us]")
+    outcome = quality.validate(frame, "raw.transactions")
+    [failed] = outcome.failed
+    assert (failed.column, failed.observed) == ("transaction_date", "2 unexpected values (66.7%)")
+    assert failed.unexpected_values == ["9999-12-31", "1500-01-01"]
+    assert [row["transaction_id"] for row in failed.unexpected_rows] == ["t1", "t2"]
+
+
+def test_adapter_reports_nullable_integers_as_the_frame_has_them():
+    frame = pd.DataFrame({
+        "value_share": [0.1, 0.2, 0.3, 0.4],
+        "value_decile": pd.array([2, None, 11, 5], dtype="Int32"),
+        "refund_amount": [0.0, 0.0, 0.0, 0.0],
+    })
+    [failed] = quality.validate(frame, "marts.customer_period_facts").failed
+    assert (failed.column, failed.observed, failed.unexpected_values) == ("value_decile", "1 unexpected value (33.3%)", [11])
+    assert failed.unexpected_rows == [{"value_share": 0.3, "value_decile": 11, "refund_amount": 0.0}]
+
+
 def test_adapter_prints_no_progress_bar(capfd, sample_frames):
     outcome = quality.validate(sample_frames["raw.transactions"], "raw.transactions")
     captured = capfd.readouterr()
@@ -253,6 +298,15 @@ def test_raw_sample_is_the_lowest_key_hashes_every_time(sample_run):
     assert first["source_file"].nunique() > 1  # spread over the deliveries, not the first file
 
 
+def test_read_table_of_some_columns_reads_the_same_rows(sample_run):
+    warehouse, _ = sample_run
+    whole, total, chosen = read_table(warehouse, "raw", "transactions", sample_rows=1000)
+    some, total_again, chosen_again = read_table(warehouse, "raw", "transactions", sample_rows=1000, columns=["amount", "nope"])
+    assert list(some.columns) == ["amount"]
+    assert (total, chosen) == (total_again, chosen_again)
+    assert some["amount"].tolist() == whole["amount"].tolist()
+
+
 def test_check_fails_on_a_bad_raw_row_and_names_the_expectation(sample_run, tmp_path):
     warehouse = tmp_path / "bad.duckdb"
     shutil.copy(sample_run[0], warehouse)
@@ -271,7 +325,8 @@ def test_check_fails_on_a_bad_raw_row_and_names_the_expectation(sample_run, tmp_
         "expect_column_values_to_be_between", "amount", [5e7]
     )
     [row] = result.metadata["sample_rows"].value
-    assert (row["transaction_id"], row["amount"]) == ("TBAD", 5e7)
+    # Whole rows (the failed pass re-reads the rows whole), not only the columns the suite reads.
+    assert (row["transaction_id"], row["amount"]) == ("TBAD", 5e7) and "customer_id" in row
     assert result.metadata["suite"].value == "expectations/raw.transactions.json"
     # The check's read-only connection is closed: a writer can open the file again.
     with duckdb.connect(str(warehouse)) as con:
