@@ -43,7 +43,10 @@ from pathlib import Path
 from typing import Any, Callable, Iterable
 
 import dagster as dg
+import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 
 from .durable_files import fsync_dir
@@ -243,6 +246,136 @@ def csv_bytes(columns: list[str], rows: Iterable[dict[str, Any]]) -> bytes:
     return buffer.getvalue().encode("utf-8")
 
 
+def _csv_quote_characters() -> str:
+    """The characters that make csv.writer (QUOTE_MINIMAL, lineterminator '\\n') quote a field.
+
+    Probed from the running Python so that the vectorised writer quotes exactly like csv_bytes:
+    ',', '"' and '\\n' always; '\\r' only on Pythons whose writer quotes it (3.11 does not).
+    """
+    quoted = []
+    for char in (",", '"', "\n", "\r"):
+        buffer = io.StringIO(newline="")
+        csv.writer(buffer, lineterminator="\n", quoting=csv.QUOTE_MINIMAL).writerow([f"a{char}b", "c"])
+        if buffer.getvalue().startswith('"'):
+            quoted.append(char)
+    return "".join(quoted)
+
+
+_CSV_QUOTE_CHARS = _csv_quote_characters()
+_CSV_QUOTE_PATTERN = "[" + "".join("\\r" if c == "\r" else "\\n" if c == "\n" else c for c in _CSV_QUOTE_CHARS) + "]"
+# Arrow's CSV writer with quoting_style="none" refuses fields holding any of these.
+_ARROW_STRUCTURAL_CHARS = ',"\n\r'
+_CSV_BATCH_ROWS = 1 << 18  # rows formatted at a time: bounds memory and string offsets
+
+
+def table_csv_bytes(table: pa.Table) -> bytes:
+    """csv_bytes(table.column_names, table.to_pylist()), vectorised: the same bytes, without a
+    Python object per cell. Each column is formatted as text by Arrow kernels (see _csv_text);
+    a batch whose fields hold no character that needs quoting is written by Arrow's CSV writer
+    unquoted, any other batch is quoted like csv.writer and joined by Arrow string kernels."""
+    columns = table.column_names
+    if len(columns) < 2 or len(set(columns)) != len(columns):
+        return csv_bytes(columns, table.to_pylist())  # csv.writer's corner cases: keep its own output
+    parts = [csv_bytes(columns, [])]  # the header, written by csv.writer itself
+    for batch in table.to_batches(max_chunksize=_CSV_BATCH_ROWS):
+        if batch.num_rows:
+            parts.append(_csv_lines([_csv_text(column) for column in batch.columns]))
+    return b"".join(parts)
+
+
+def _csv_lines(fields: list[pa.Array]) -> bytes:
+    """The CSV lines (each ending in '\\n') of equally long text columns without nulls."""
+    if not any(_may_contain(field, _ARROW_STRUCTURAL_CHARS) for field in fields):
+        buffer = io.BytesIO()
+        table = pa.Table.from_arrays(fields, names=[f"c{i}" for i in range(len(fields))])
+        options = pacsv.WriteOptions(
+            include_header=False, batch_size=1 << 14, delimiter=",", eol="\n", quoting_style="none"
+        )
+        pacsv.write_csv(table, buffer, options)  # nothing to quote: fields joined by ',' as they are
+        return buffer.getvalue()
+    fields = [_quote_where_needed(field) for field in fields]
+    fields[-1] = pc.binary_join_element_wise(fields[-1], "\n", "")  # the line end, on the last field
+    return _string_array_bytes(pc.binary_join_element_wise(*fields, ","))
+
+
+def _csv_text(array: pa.Array) -> pa.Array:
+    """format_value of each value of one column, as a string array; null is the empty string."""
+    kind = array.type
+    if pa.types.is_boolean(kind):
+        text = pc.if_else(array, "true", "false")
+    elif pa.types.is_integer(kind) or pa.types.is_date32(kind):
+        text = pc.cast(array, pa.string())  # decimal digits; ISO yyyy-mm-dd
+    elif pa.types.is_decimal128(kind) and kind.scale == 2 and kind.precision <= 28:
+        text = pc.cast(array, pa.string())  # two decimals, '-' sign, never '-0.00' (as Decimal.quantize)
+    elif pa.types.is_floating(kind):
+        text = _format_floats(array)
+    elif pa.types.is_string(kind) or pa.types.is_large_string(kind):
+        text = pc.cast(array, pa.string())
+    else:
+        text = pa.array([format_value(value) for value in array.to_pylist()], pa.string())
+    return pc.fill_null(text, "")
+
+
+def _may_contain(text: pa.Array, chars: str) -> bool:
+    """False only if no value of the string array holds one of chars (a scan of its data buffer)."""
+    data = text.buffers()[2]
+    if data is None:
+        return False
+    raw = memoryview(data).tobytes()
+    return any(raw.find(char.encode()) >= 0 for char in chars)
+
+
+def _quote_where_needed(text: pa.Array) -> pa.Array:
+    """csv.writer's QUOTE_MINIMAL: a field holding a quote character is wrapped in '"' with '"' doubled."""
+    if not _may_contain(text, _CSV_QUOTE_CHARS):
+        return text
+    needs = pc.fill_null(pc.match_substring_regex(text, _CSV_QUOTE_PATTERN), False)
+    if not pc.any(needs).as_py():
+        return text
+    quoted = pc.binary_join_element_wise('"', pc.replace_substring(text, '"', '""'), '"', "")
+    return pc.if_else(needs, quoted, text)
+
+
+def _format_floats(array: pa.Array) -> pa.Array:
+    """format_value of each float: f"{value:.2f}", zero (also -0.0) as "0.00", null as null.
+
+    Vectorised through cents = rint(value * 100), written as a decimal(18, 2), when that is
+    provably the correctly rounded result (finite, |value| < 1e9, value * 100 not within 1e-4
+    of a rounding tie, and not a negative value that rounds to "-0.00"); the other values are
+    formatted one by one by format_value itself.
+    """
+    values = pc.cast(array, pa.float64())
+    valid = ~values.is_null().to_numpy(zero_copy_only=False)
+    x = np.where(valid, values.to_numpy(zero_copy_only=False), 0.0)
+    with np.errstate(invalid="ignore", over="ignore"):
+        scaled = x * 100.0
+        fast = valid & np.isfinite(x) & (np.abs(x) < 1e9) & (np.abs(scaled - np.floor(scaled) - 0.5) > 1e-4)
+        cents = np.rint(np.where(fast, scaled, 0.0)).astype(np.int64)
+    fast &= (cents != 0) | ~(x < 0)  # -0.004 prints "-0.00": the slow path keeps that
+    cents[~fast] = 0
+    words = np.empty((len(cents), 2), dtype=np.int64)  # decimal128: little-endian two's complement
+    words[:, 0] = cents
+    words[:, 1] = cents >> 63
+    validity = pa.array(fast).buffers()[1] if not fast.all() else None
+    text = pc.cast(pa.Array.from_buffers(pa.decimal128(18, 2), len(cents), [validity, pa.py_buffer(words)]), pa.string())
+    slow = valid & ~fast
+    if slow.any():
+        slow_values = values.filter(pa.array(slow)).to_pylist()
+        text = pc.replace_with_mask(text, pa.array(slow), pa.array([format_value(v) for v in slow_values], pa.string()))
+    return text
+
+
+def _string_array_bytes(array: pa.Array) -> bytes:
+    """The concatenated UTF-8 bytes of a string array without nulls."""
+    if isinstance(array, pa.ChunkedArray):
+        return b"".join(_string_array_bytes(chunk) for chunk in array.chunks)
+    if array.type != pa.string():
+        array = array.cast(pa.string())
+    _, offsets_buffer, data = array.buffers()
+    offsets = np.frombuffer(offsets_buffer, dtype=np.int32, count=len(array) + 1, offset=4 * array.offset)
+    return memoryview(data)[int(offsets[0]) : int(offsets[-1])].tobytes() if len(array) else b""
+
+
 def parquet_bytes(table: pa.Table) -> bytes:
     """Parquet without pandas metadata or timestamps: the same table gives the same bytes."""
     buffer = io.BytesIO()
@@ -372,6 +505,125 @@ def delta_rows(current: pa.Table, previous: pa.Table | None, erased: frozenset[s
     changed = a tracked column (segment, stage, a flag, an exported PII column) differs; removed
     rows carry the previous values. Erased customers never appear (not even as removed).
     """
+    table = _delta_table_arrow(current, previous, erased)
+    return table.to_pylist() if table is not None else _delta_rows_python(current, previous, erased)
+
+
+def delta_table(current: pa.Table, previous: pa.Table | None, erased: frozenset[str] = frozenset()) -> pa.Table:
+    """delta_rows as a table: the current columns plus ``change`` and ``changed_columns``.
+
+    Computed column-wise with Arrow when the previous export has the current schema (as _align
+    makes it), the tracked columns are strings or booleans and the ids are unique non-null
+    strings; otherwise row by row in Python (_delta_rows_python). Both give the same rows in the
+    same order.
+    """
+    table = _delta_table_arrow(current, previous, erased)
+    if table is None:
+        table = pa.Table.from_pylist(_delta_rows_python(current, previous, erased), schema=_delta_schema(current.schema))
+    return table
+
+
+def _delta_table_arrow(current: pa.Table, previous: pa.Table | None, erased: frozenset[str]) -> pa.Table | None:
+    """The delta with Arrow kernels, or None when the row-by-row definition must decide."""
+    schema = _delta_schema(current.schema)
+    if previous is None:
+        previous = current.schema.empty_table()
+    pairs = _matched_ids(current, previous) if _delta_vectorisable(current, previous) else None
+    if pairs is None:
+        return None
+    now_pos, before_pos = pairs
+    columns = current.column_names
+    tracked = [c for c in columns if c in TRACKED_COLUMNS or c not in FLAG_SCHEMA.names]
+    erased_ids = pa.array([value for value in erased if isinstance(value, str)], pa.string())
+
+    def kept(table: pa.Table) -> np.ndarray:  # not erased
+        return ~pc.is_in(table.column("customer_id"), value_set=erased_ids).to_numpy(zero_copy_only=False)
+
+    now_kept, before_kept = kept(current), kept(previous)
+    now_matched = np.zeros(current.num_rows, dtype=bool)
+    now_matched[now_pos] = True
+    before_matched = np.zeros(previous.num_rows, dtype=bool)
+    before_matched[before_pos] = True
+    added = current.filter(pa.array(now_kept & ~now_matched))
+    removed = previous.filter(pa.array(before_kept & ~before_matched))
+    both = now_kept[now_pos]
+    now_pos, before_pos = pa.array(now_pos[both]), pa.array(before_pos[both])
+
+    # changed: a tracked column differs (null-aware, as Python's != on the row values)
+    any_change = np.zeros(len(now_pos), dtype=bool)
+    pieces = []
+    for name in tracked:
+        new_values, old_values = current.column(name).take(now_pos), previous.column(name).take(before_pos)
+        differs = pc.or_(
+            pc.fill_null(pc.not_equal(new_values, old_values), False),
+            pc.xor(pc.is_null(new_values), pc.is_null(old_values)),
+        )
+        any_change |= differs.to_numpy(zero_copy_only=False)
+        pieces.append(pc.if_else(differs, ";" + name, ""))
+    change_mask = pa.array(any_change)
+    changed = current.take(pc.filter(now_pos, change_mask))
+    if pieces:
+        joined = pc.binary_join_element_wise(*pieces, "") if len(pieces) > 1 else pieces[0]
+        changed_columns = pc.utf8_slice_codeunits(pc.filter(joined, change_mask), 1)  # without the leading ';'
+    else:
+        changed_columns = pa.array([], pa.string())
+
+    def with_change(table: pa.Table, change: str, changed_columns: Any = None) -> pa.Table:
+        if changed_columns is None:
+            changed_columns = pa.array([""] * table.num_rows, pa.string())
+        arrays = [table.column(c) for c in columns] + [pa.array([change] * table.num_rows, pa.string()), changed_columns]
+        return pa.Table.from_arrays(arrays, schema=schema)
+
+    out = pa.concat_tables(
+        [with_change(added, "added"), with_change(changed, "changed", changed_columns), with_change(removed, "removed")]
+    )
+    # Arrow orders strings by their UTF-8 bytes, which is Python's code point order (sorted()).
+    return out.take(pc.sort_indices(out.column("customer_id")))
+
+
+def _matched_ids(current: pa.Table, previous: pa.Table) -> tuple[np.ndarray, np.ndarray] | None:
+    """Positions (in current, in previous) of the customer_ids present in both, by one sort of
+    both id columns (fast when they are sorted already, as exports are); None when an id is
+    null or repeats within one table (the row-by-row path then keeps its dict semantics)."""
+    now_ids, before_ids = current.column("customer_id"), previous.column("customer_id")
+    if now_ids.null_count or before_ids.null_count:
+        return None
+    n_before = len(before_ids)
+    ids = pa.chunked_array(before_ids.chunks + now_ids.chunks, pa.string())
+    if len(ids) < 2:
+        return np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.int64)
+    order = pc.sort_indices(ids)
+    in_order = ids.take(order)
+    same = np.flatnonzero(pc.equal(in_order[:-1], in_order[1:]).to_numpy(zero_copy_only=False))
+    order = order.to_numpy(zero_copy_only=False).astype(np.int64)
+    first, second = order[same], order[same + 1]
+    low, high = np.minimum(first, second), np.maximum(first, second)
+    if not np.all((low < n_before) & (high >= n_before)):
+        return None  # an id twice in one table (or three times in all)
+    return high - n_before, low
+
+
+def _delta_schema(schema: pa.Schema) -> pa.Schema:
+    return pa.schema(list(schema) + [pa.field(name, pa.string()) for name in DELTA_EXTRA_COLUMNS])
+
+
+def _delta_vectorisable(current: pa.Table, previous: pa.Table) -> bool:
+    """Whether delta_table's Arrow path applies (ids are checked by _matched_ids)."""
+    names = current.column_names
+    if len(set(names)) != len(names) or set(names) & set(DELTA_EXTRA_COLUMNS) or "customer_id" not in names:
+        return False
+    if not previous.schema.equals(current.schema):
+        return False
+    if not pa.types.is_string(current.schema.field("customer_id").type):
+        return False
+    tracked = [c for c in names if c in TRACKED_COLUMNS or c not in FLAG_SCHEMA.names]
+    # Arrow's (in)equality is Python's != for these types; other types take the Python path.
+    kinds = [current.schema.field(c).type for c in tracked]
+    return all(pa.types.is_string(kind) or pa.types.is_boolean(kind) for kind in kinds)
+
+
+def _delta_rows_python(current: pa.Table, previous: pa.Table | None, erased: frozenset[str] = frozenset()) -> list[dict[str, Any]]:
+    """The row-by-row definition of delta_rows (the fallback of delta_table)."""
     columns = current.column_names
     tracked = [c for c in columns if c in TRACKED_COLUMNS or c not in FLAG_SCHEMA.names]
     now = {row["customer_id"]: row for row in current.to_pylist()}
@@ -488,17 +740,19 @@ def export_segment_flags(
     table = snapshot.table
     previous_path = previous_export(root, as_of)
     previous = _align(pq.read_table(previous_path), table.schema) if previous_path else None
-    changes = delta_rows(table, previous, snapshot.erased_ids)
-    columns = table.column_names
+    changes = delta_table(table, previous, snapshot.erased_ids)
     data = {
-        names["csv"]: csv_bytes(columns, table.to_pylist()),
+        names["csv"]: table_csv_bytes(table),
         names["parquet"]: parquet_bytes(table),
-        names["delta"]: csv_bytes(columns + list(DELTA_EXTRA_COLUMNS), changes),
+        names["delta"]: table_csv_bytes(changes),
     }
     counts = {
         names["csv"]: table.num_rows,
         names["parquet"]: table.num_rows,
-        names["delta"]: len(changes),
+        names["delta"]: changes.num_rows,
+    }
+    delta_counts = {
+        kind: int(pc.sum(pc.equal(changes.column("change"), kind)).as_py() or 0) for kind in ("added", "changed", "removed")
     }
     manifest = {
         "schema_version": SCHEMA_VERSION,
@@ -511,7 +765,7 @@ def export_segment_flags(
             for name, content in data.items()
         },
         "delta_against": previous_path.name if previous_path else None,
-        "delta_counts": {kind: sum(1 for row in changes if row["change"] == kind) for kind in ("added", "changed", "removed")},
+        "delta_counts": delta_counts,
         "consent_filtered": snapshot.consent_filtered,
         "customers_in_mart": snapshot.mart_rows,
         "pii_columns": list(config.export_pii_columns),

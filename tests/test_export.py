@@ -348,3 +348,78 @@ def test_delta_rows_and_csv_formatting():
         {"id": 'x,"y"', "flag": True, "amount": decimal.Decimal("5.1"), "clv": 2.0 / 3, "day": D2, "none": None},
     ]).decode()
     assert text == 'id,flag,amount,clv,day,none\n"x,""y""",true,5.10,0.67,2024-12-31,\n'
+
+
+def test_vectorised_csv_is_byte_identical_to_csv_writer():
+    """table_csv_bytes (what the export writes) == csv_bytes over to_pylist: quoting, -0.00, ties, nulls."""
+    import decimal
+
+    import pyarrow as pa
+
+    from dagster_project.export import csv_bytes, table_csv_bytes
+
+    clv = [0.0, -0.0, -0.001, 0.001, 0.125, 0.375, 2.675, -7094.214, 1e9, 1e22, float("nan"), float("inf"), None, 2 / 3]
+    text = ["a,b", 'say "hi"', "two\nlines", "cr\ronly", "", " spaced ", "åäö;x", None, "plain", "\t", "x", "y", "z", "w"]
+    schema = pa.schema([("customer_id", pa.string()), ("clv", pa.float64()), ("email", pa.string()),
+                        ("revenue_12m", pa.decimal128(18, 2)), ("as_of_date", pa.date32()), ("is_vip", pa.bool_()),
+                        ("value_decile", pa.int32())])
+    rows = [
+        {"customer_id": f"K{i:02d}", "clv": value, "email": text[i],
+         "revenue_12m": None if i % 5 == 4 else decimal.Decimal(-i * 37).scaleb(-2),
+         "as_of_date": None if i % 6 == 5 else D2, "is_vip": None if i % 4 == 3 else i % 2 == 0,
+         "value_decile": None if i % 7 == 6 else i}
+        for i, value in enumerate(clv)
+    ]
+    table = pa.Table.from_pylist(rows, schema=schema)
+    expected = csv_bytes(table.column_names, table.to_pylist())
+    assert table_csv_bytes(table) == expected
+    lines = expected.decode().split("\n")
+    assert lines[1] == "K00,0.00,\"a,b\",0.00,2024-12-31,true,0"  # -0.0 and 0 are "0.00"
+    assert lines[2] == 'K01,0.00,"say ""hi""",-0.37,2024-12-31,false,1'
+    assert lines[3].endswith(',"two') and lines[4] == "lines\",-0.74,2024-12-31,true,2"  # a quoted newline
+    assert lines[5] == "K03,0.00,cr\ronly,-1.11,2024-12-31,,3"  # '\r' alone is not quoted by csv.writer (3.11)
+    assert lines[6] == "K04,0.12,,,2024-12-31,true,4"  # 0.125 rounds half to even, as f"{0.125:.2f}"
+    # Nothing to quote (only the unquoted Arrow writer path), in batches, and the real schema's types.
+    plain = table.filter(pa.array([i not in (0, 1, 2, 3) for i in range(table.num_rows)]))
+    plain = pa.concat_tables([plain] * 3)
+    assert table_csv_bytes(plain) == csv_bytes(plain.column_names, plain.to_pylist())
+
+
+def test_vectorised_delta_matches_the_row_by_row_definition():
+    import pyarrow as pa
+
+    from dagster_project.export import _delta_rows_python, _delta_table_arrow, csv_bytes, delta_table, table_csv_bytes
+
+    schema = pa.schema([("customer_id", pa.string()), ("value_segment", pa.string()), ("lifecycle_stage", pa.string()),
+                        ("clv", pa.float64()), ("is_vip", pa.bool_()), ("email", pa.string())])
+    before = pa.Table.from_pylist([
+        {"customer_id": "b", "value_segment": "top", "lifecycle_stage": "active", "clv": 1.0, "is_vip": True, "email": "b@x"},
+        {"customer_id": "é", "value_segment": None, "lifecycle_stage": "lost", "clv": None, "is_vip": None, "email": None},
+        {"customer_id": "a", "value_segment": "top", "lifecycle_stage": "new", "clv": 2.0, "is_vip": False, "email": "a@x"},
+        {"customer_id": "gone", "value_segment": "bottom", "lifecycle_stage": "lost", "clv": -0.0, "is_vip": False, "email": "g,1"},
+        {"customer_id": "erased", "value_segment": "top", "lifecycle_stage": "lost", "clv": 3.0, "is_vip": True, "email": None},
+        {"customer_id": "same", "value_segment": "top", "lifecycle_stage": "active", "clv": 9.0, "is_vip": True, "email": None},
+    ], schema=schema)
+    now = pa.Table.from_pylist([
+        {"customer_id": "same", "value_segment": "top", "lifecycle_stage": "active", "clv": 7.0, "is_vip": True, "email": None},
+        {"customer_id": "a", "value_segment": "middle", "lifecycle_stage": "new", "clv": 2.0, "is_vip": None, "email": "a,new"},
+        {"customer_id": "Z", "value_segment": "top", "lifecycle_stage": "new", "clv": 0.5, "is_vip": True, "email": None},
+        {"customer_id": "é", "value_segment": "bottom", "lifecycle_stage": "lost", "clv": None, "is_vip": None, "email": None},
+        {"customer_id": "b", "value_segment": "top", "lifecycle_stage": "at_risk", "clv": 1.0, "is_vip": True, "email": "b@x"},
+        {"customer_id": "erased", "value_segment": "middle", "lifecycle_stage": "lost", "clv": 3.0, "is_vip": True, "email": None},
+    ], schema=schema)
+    erased = frozenset({"erased"})
+    expected = _delta_rows_python(now, before, erased)
+    assert [(row["customer_id"], row["change"], row["changed_columns"]) for row in expected] == [
+        ("Z", "added", ""), ("a", "changed", "value_segment;is_vip;email"), ("b", "changed", "lifecycle_stage"),
+        ("gone", "removed", ""), ("é", "changed", "value_segment"),
+    ]  # code point order; columns in column order; clv is not tracked; erased never listed
+    arrow = _delta_table_arrow(now, before, erased)
+    assert arrow is not None and arrow.to_pylist() == expected
+    columns = now.column_names + ["change", "changed_columns"]
+    assert table_csv_bytes(arrow) == csv_bytes(columns, expected)
+    # Duplicate ids: the dict semantics of the row-by-row definition decide.
+    doubled = pa.concat_tables([now, now.slice(1, 1)])
+    assert _delta_table_arrow(doubled, before, erased) is None
+    assert delta_table(doubled, before, erased).to_pylist() == _delta_rows_python(doubled, before, erased)
+    assert delta_table(now, None).to_pylist() == _delta_rows_python(now, None)
