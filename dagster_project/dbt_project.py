@@ -24,6 +24,9 @@ DBT_PROJECT_DIR = PROJECT_ROOT / "dbt"
 
 # The dbt process finds the warehouse file here (dbt/profiles.yml), not in --vars.
 WAREHOUSE_ENV = "LOYALTY_WAREHOUSE"
+# The DuckDB resource settings of the dbt process (profiles.yml), the same as ingest's.
+MEMORY_LIMIT_ENV = "LOYALTY_DUCKDB_MEMORY_LIMIT"
+TEMP_DIR_ENV = "LOYALTY_DUCKDB_TEMP_DIR"
 # Vars of config.dbt_vars that change from run to run. They are not passed to dbt: the as-of
 # date(s) go to the table ops.run_dates, the warehouse path to WAREHOUSE_ENV. dbt re-parses the
 # whole project whenever --vars change (2.5–6.5 s), so --vars must be the same every night.

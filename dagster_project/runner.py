@@ -134,6 +134,8 @@ def first_failure(result: dg.ExecuteInProcessResult) -> str:
 
 DBT_ERRORS_MARKER = "Errors parsed from dbt logs:"
 DBT_LOG = re.compile(r"dbt debug log: (\S+dbt\.log)")
+ANSI = re.compile(r"\x1b\[[0-9;]*m")
+SUMMARY = re.compile(r"^(\d+ of \d+ ERROR |Failure in (model|test|unit_test|snapshot|seed) )")
 
 
 def _dbt_error(lines: list[str]) -> str | None:
@@ -144,8 +146,12 @@ def _dbt_error(lines: list[str]) -> str | None:
     else:
         match = DBT_LOG.search("\n".join(lines))
         details = _dbt_log_errors(Path(match.group(1).rstrip(".,"))) if match else []
-    # An error is a headline and its cause ("Runtime Error in model x", "Binder Error: ..."): both.
-    text = [line.strip() for detail in details for line in detail.splitlines()]
+    # dbt first logs a summary per failed node ("4 of 38 ERROR creating ...", "Failure in model
+    # x"), then the error itself: a headline and its cause ("Runtime Error in model x", "Out of
+    # Memory Error: ..."). The cause is what the operator needs.
+    details = [ANSI.sub("", detail) for detail in details]
+    causes = [detail for detail in details if not SUMMARY.match(detail.strip())] or details
+    text = [line.strip() for detail in causes for line in detail.splitlines()]
     text = [line for line in text if line and line != "Encountered an error:"][:2]
     return "dbt: " + " ".join(text) if text else None
 

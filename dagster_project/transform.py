@@ -13,6 +13,8 @@ from dagster_dbt import DbtCliResource, dbt_assets
 
 from .dbt_project import (
     DBT_PROJECT_DIR,
+    MEMORY_LIMIT_ENV,
+    TEMP_DIR_ENV,
     WAREHOUSE_ENV,
     constant_dbt_vars,
     dbt_project,
@@ -23,6 +25,7 @@ from .dbt_project import (
 )
 from .partitions import AS_OF_PARTITIONS, SINGLE_RUN, run_as_of_dates
 from .resources import LoyaltySettings
+from .warehouse import duckdb_settings
 
 # Customer-level marts (tag customer_level) hold the latest as-of date only.
 CUSTOMER_LEVEL_SELECTOR = "tag:customer_level+"
@@ -59,7 +62,12 @@ def loyalty_dbt_models(context: dg.AssetExecutionContext, dbt: DbtCliResource, s
     target_path = DBT_PROJECT_DIR / "target" / f"{context.op_execution_context.op.name}-{context.run.run_id[:7]}-{uuid.uuid4().hex[:7]}"
     key = partial_parse_key(config.warehouse_path, variables)
     seed_partial_parse(target_path, key)
-    with environment({WAREHOUSE_ENV: str(config.warehouse_path)}):
+    duckdb_resources = duckdb_settings(config, config.warehouse_path)
+    with environment({
+        WAREHOUSE_ENV: str(config.warehouse_path),
+        MEMORY_LIMIT_ENV: str(duckdb_resources["memory_limit"]),
+        TEMP_DIR_ENV: str(duckdb_resources["temp_directory"]),
+    }):
         invocation = dbt.cli(args, context=context, target_path=target_path)
     try:
         yield from invocation.stream()

@@ -33,12 +33,15 @@ def connect(
         connection.close()
 
 
-def duckdb_settings(config: LoyaltyConfig, path: Path) -> dict[str, str | int]:
+def duckdb_settings(config: LoyaltyConfig, path: Path) -> dict[str, str | int | bool]:
     """Memory limit, threads and spill folder for a large job on the warehouse at ``path``: the
     configured values, else a memory limit of 60 % of physical memory and the spill folder
     ``<warehouse>.tmp`` beside the file (threads: DuckDB's default, one per core)."""
-    settings: dict[str, str | int] = {
+    settings: dict[str, str | int | bool] = {
         "memory_limit": config.duckdb_memory_limit or default_memory_limit(),
+        # Nothing relies on the physical row order of a table (readers sort), and keeping it
+        # makes large inserts hold more in memory.
+        "preserve_insertion_order": False,
         "temp_directory": str(resolve_path(config.duckdb_temp_dir) if config.duckdb_temp_dir else Path(f"{path}.tmp")),
     }
     if config.duckdb_threads:

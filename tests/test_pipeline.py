@@ -216,4 +216,11 @@ def test_a_dbt_failure_is_reported_in_one_line_with_dbts_own_error(tmp_path):
     parsed = ["The dbt CLI process with command", "Errors parsed from dbt logs:",
               "Runtime Error in model segment_clv (models/marts/segment_clv.sql)\n  Binder Error: no column x"]
     assert _dbt_error(parsed) == "dbt: Runtime Error in model segment_clv (models/marts/segment_clv.sql) Binder Error: no column x"
+    # A failed model: dbt's per-node summaries come first; the line names the cause.
+    summarised = ["The dbt CLI process with command", "Errors parsed from dbt logs:",
+                  "4 of 38 ERROR creating sql table model intermediate.int_x  [\x1b[31mERROR\x1b[0m in 182.29s]",
+                  "\x1b[31mFailure in model int_x (models/intermediate/int_x.sql)\x1b[0m",
+                  "  Runtime Error in model int_x (models/intermediate/int_x.sql)\n  Out of Memory Error: could not allocate"]
+    assert _dbt_error(summarised) == (
+        "dbt: Runtime Error in model int_x (models/intermediate/int_x.sql) Out of Memory Error: could not allocate")
     assert _dbt_error(["some other error"]) is None
