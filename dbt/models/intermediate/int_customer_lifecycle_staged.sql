@@ -50,25 +50,56 @@ gaps as (
     where is_purchase_day = 1
 ),
 
-customers as (
+ranked_gaps as (
     select
         customer_id,
-        min(purchase_date) as first_purchase_date,
-        -- The second purchase day is the earliest one that has a gap.
-        min(case when gap_days is not null then purchase_date end) as second_purchase_date,
-        max(purchase_date) as last_purchase_date,
-        count(*) as purchase_days,
-        -- Null with one purchase day; with an even number of gaps the mean of the middle two.
-        percentile_cont(0.5) within group (order by gap_days) as median_gap_days,
-        -- The latest purchase that ended a lapse (gap longer than lost_after_days).
-        max(case when gap_days > {{ var('lost_after_days') }} then purchase_date end) as last_win_back_date
+        gap_days,
+        row_number() over (partition by customer_id order by gap_days) as gap_rank,
+        count(*) over (partition by customer_id) as gap_count
     from gaps
+    where gap_days is not null
+),
+
+median_gaps as (
+    -- The median gap: the middle one, or the mean of the middle two for an even count (the
+    -- value percentile_cont(0.5) gives). Ranked with a window rather than a holistic aggregate:
+    -- a window sorts and spills to disk, a per-customer quantile state does not (50M
+    -- transactions ran out of memory with percentile_cont).
+    select
+        customer_id,
+        avg(cast(gap_days as double)) as median_gap_days
+    from ranked_gaps
+    where gap_rank in (
+        cast(floor((gap_count + 1) / 2.0) as bigint),
+        cast(floor((gap_count + 2) / 2.0) as bigint)
+    )
     group by customer_id
+),
+
+customers as (
+    select
+        gaps.customer_id,
+        min(gaps.purchase_date) as first_purchase_date,
+        -- The second purchase day is the earliest one that has a gap.
+        min(case when gaps.gap_days is not null then gaps.purchase_date end) as second_purchase_date,
+        max(gaps.purchase_date) as last_purchase_date,
+        count(*) as purchase_days,
+        -- The latest purchase that ended a lapse (gap longer than lost_after_days).
+        max(case when gaps.gap_days > {{ var('lost_after_days') }} then gaps.purchase_date end) as last_win_back_date
+    from gaps
+    group by gaps.customer_id
+),
+
+with_median as (
+    -- Null with one purchase day (no gap).
+    select customers.*, median_gaps.median_gap_days
+    from customers
+    left join median_gaps on median_gaps.customer_id = customers.customer_id
 ),
 
 measured as (
     select
-        customers.*,
+        with_median.*,
         {{ dbt.datediff('first_purchase_date', as_of_date(), 'day') }} as days_since_first_purchase,
         {{ dbt.datediff('last_purchase_date', as_of_date(), 'day') }} as days_since_last_purchase,
         {{ dbt.datediff('last_win_back_date', as_of_date(), 'day') }} as days_since_win_back,
@@ -80,7 +111,7 @@ measured as (
                 )
             else cast({{ var('at_risk_gap_factor') }} * {{ var('at_risk_min_days') }} as double)
         end as at_risk_after_days
-    from customers
+    from with_median
 ),
 
 staged as (
