@@ -533,7 +533,7 @@ def _delta_table_arrow(current: pa.Table, previous: pa.Table | None, erased: fro
         return None
     now_pos, before_pos = pairs
     columns = current.column_names
-    tracked = [c for c in columns if c in TRACKED_COLUMNS or c not in FLAG_SCHEMA.names]
+    tracked = _tracked_columns(columns)
     erased_ids = pa.array([value for value in erased if isinstance(value, str)], pa.string())
 
     def kept(table: pa.Table) -> np.ndarray:  # not erased
@@ -603,6 +603,12 @@ def _matched_ids(current: pa.Table, previous: pa.Table) -> tuple[np.ndarray, np.
     return high - n_before, low
 
 
+def _tracked_columns(columns: list[str]) -> list[str]:
+    """The columns whose change puts a customer in the delta: segment, stage, the flags and any
+    exported personal-data column (those outside FLAG_SCHEMA)."""
+    return [c for c in columns if c in TRACKED_COLUMNS or c not in FLAG_SCHEMA.names]
+
+
 def _delta_schema(schema: pa.Schema) -> pa.Schema:
     return pa.schema(list(schema) + [pa.field(name, pa.string()) for name in DELTA_EXTRA_COLUMNS])
 
@@ -616,7 +622,7 @@ def _delta_vectorisable(current: pa.Table, previous: pa.Table) -> bool:
         return False
     if not pa.types.is_string(current.schema.field("customer_id").type):
         return False
-    tracked = [c for c in names if c in TRACKED_COLUMNS or c not in FLAG_SCHEMA.names]
+    tracked = _tracked_columns(names)
     # Arrow's (in)equality is Python's != for these types; other types take the Python path.
     kinds = [current.schema.field(c).type for c in tracked]
     return all(pa.types.is_string(kind) or pa.types.is_boolean(kind) for kind in kinds)
@@ -625,7 +631,7 @@ def _delta_vectorisable(current: pa.Table, previous: pa.Table) -> bool:
 def _delta_rows_python(current: pa.Table, previous: pa.Table | None, erased: frozenset[str] = frozenset()) -> list[dict[str, Any]]:
     """The row-by-row definition of delta_rows (the fallback of delta_table)."""
     columns = current.column_names
-    tracked = [c for c in columns if c in TRACKED_COLUMNS or c not in FLAG_SCHEMA.names]
+    tracked = _tracked_columns(columns)
     now = {row["customer_id"]: row for row in current.to_pylist()}
     before = {row["customer_id"]: row for row in previous.to_pylist()} if previous is not None else {}
     out: list[dict[str, Any]] = []

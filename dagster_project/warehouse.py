@@ -34,9 +34,10 @@ def connect(
 
 
 def duckdb_settings(config: LoyaltyConfig, path: Path) -> dict[str, str | int | bool]:
-    """Memory limit, threads and spill folder for a large job on the warehouse at ``path``: the
-    configured values, else a memory limit of 60 % of physical memory and the spill folder
-    ``<warehouse>.tmp`` beside the file (threads: DuckDB's default, one per core)."""
+    """Memory limit, threads, spill folder and insertion order for a large job on the warehouse
+    at ``path``: the configured values, else a memory limit of 60 % of physical memory and the
+    spill folder ``<warehouse>.tmp`` beside the file (threads: DuckDB's default, one per core);
+    insertion order is never kept. dbt's DuckDB gets the same through dbt/profiles.yml."""
     settings: dict[str, str | int | bool] = {
         "memory_limit": config.duckdb_memory_limit or default_memory_limit(),
         # Nothing relies on the physical row order of a table (readers sort), and keeping it
