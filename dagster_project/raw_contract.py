@@ -140,11 +140,22 @@ _DOT_AMOUNT = r"[+-]?(\d+|\d{1,3}((,|" + _GROUP + r")\d{3})+)(\.\d+)?"
 _COMMA_AMOUNT = r"[+-]?(\d+|\d{1,3}((\.|" + _GROUP + r")\d{3})+)(,\d+)?"
 
 
+# The plain forms nearly every row has ("-12.50" in a '.'-file, "-12,50" in a ','-file): a
+# subset of the full patterns above, with the value the full conversion gives, read without
+# its character replacements (half the cost of the conversion at 10M rows).
+_PLAIN_DOT_AMOUNT = r"-?\d+(\.\d+)?"
+_PLAIN_COMMA_AMOUNT = r"-?\d+(,\d+)?"
+
+
 def amount_expression(value: str) -> str:
     text = f"replace({value}, '\u2212', '-')"
     ungrouped = f"regexp_replace({text}, '{_GROUP}', '', 'g')"
     return (
         "case"
+        f" when decimal_separator <> ',' and regexp_full_match({value}, '{_PLAIN_DOT_AMOUNT}')"
+        f" then try_cast({value} as decimal(18, 2))"
+        f" when decimal_separator = ',' and regexp_full_match({value}, '{_PLAIN_COMMA_AMOUNT}')"
+        f" then try_cast(replace({value}, ',', '.') as decimal(18, 2))"
         f" when decimal_separator = ',' and regexp_full_match({text}, '{_COMMA_AMOUNT}')"
         f" then try_cast(replace(replace({ungrouped}, '.', ''), ',', '.') as decimal(18, 2))"
         f" when decimal_separator <> ',' and regexp_full_match({text}, '{_DOT_AMOUNT}')"

@@ -218,3 +218,32 @@ def test_unreadable_encoding_is_rejected(tmp_path):
     con = duckdb.connect()
     with pytest.raises(IngestError, match="unreadable encoding"):
         ingest_source(con, TRANSACTIONS, raw.parent, limits=LIMITS)
+
+
+@pytest.mark.parametrize(
+    ("separator", "text", "expected"),
+    [
+        # plain forms (the fast branch)
+        (".", "594.59", Decimal("594.59")), (".", "-3", Decimal("-3.00")), (".", "0.005", Decimal("0.01")),
+        (",", "594,59", Decimal("594.59")), (",", "-3", Decimal("-3.00")),
+        (".", "12345678901234567890", None),  # too large for decimal(18, 2), either branch
+        # the other forms (the full branch)
+        (".", "+5.5", Decimal("5.50")), (".", "\u22127.25", Decimal("-7.25")), (".", "1,234.50", Decimal("1234.50")),
+        (".", "1 234.50", Decimal("1234.50")), (".", "1\u00a0234", Decimal("1234.00")),
+        (",", "1.234,50", Decimal("1234.50")), (",", "1\u202f234,5", Decimal("1234.50")),
+        # unreadable in one dialect or both
+        (".", "594,59", None), (",", "594.59", None), (".", "1,5", None), (".", "1.2.3", None),
+        (".", "1e3", None), (".", ".5", None), (".", "5.", None), (".", "- 5", None), (".", "--5", None),
+    ],
+)
+def test_amount_text_to_value(separator, text, expected):
+    """Every amount form, each in the branch that reads it: the plain branch must give exactly
+    what the full patterns give, and read nothing they reject."""
+    from dagster_project.raw_contract import amount_expression
+
+    with duckdb.connect() as con:
+        value = con.execute(
+            f"select {amount_expression('t')} from (select ?::varchar as t, ?::varchar as decimal_separator)",
+            [text, separator],
+        ).fetchone()[0]
+    assert value == expected
