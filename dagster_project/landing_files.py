@@ -47,7 +47,7 @@ class FileShape:
     header_lines: int  # 1 for CSV (records start on line 2), 0 for Parquet
 
 
-# Given the file's shape and its rows as a relation (text columns + ``ordinality``), the one
+# Given the file's shape and its rows as a relation (text columns, in file order), the one
 # statement that reads them (an insert, or a count when the file is to be rejected anyway).
 ReadStatement = Callable[[FileShape, str], str]
 
@@ -75,10 +75,10 @@ def land(con: duckdb.DuckDBPyConnection, path: Path, fmt: LandingFormat, stateme
 
 
 def _land_parquet(con, path: Path, fmt: LandingFormat, statement: ReadStatement) -> LandedFile:
-    relation = f"read_parquet({quote_literal(str(path))}) with ordinality"
+    relation = f"read_parquet({quote_literal(str(path))})"
     try:
         # The schema comes from the file's metadata; the rows are read once, by the statement.
-        columns = [r[0] for r in con.execute(f"describe select * from {relation}").fetchall() if r[0] != "ordinality"]
+        columns = [r[0] for r in con.execute(f"describe select * from {relation}").fetchall()]
         shape = FileShape(columns, fmt.decimal_separator or ".", 0)
         rows = _in_transaction(con, lambda: con.execute(statement(shape, relation)).fetchone()[0])
     except duckdb.Error as error:
@@ -135,7 +135,7 @@ def _read_csv(con, readable: Path, fmt: LandingFormat, encoding: str, statement:
     relation = f"""read_csv(
         {quote_literal(str(readable))}, auto_detect = false, header = true, columns = {columns_sql},
         delim = {quote_literal(delimiter)}, quote = '"', escape = '"', store_rejects = true{newline_option}
-    ) with ordinality"""
+    )"""
 
     def read() -> tuple[int, list[tuple[int, str, str]]]:
         try:

@@ -109,3 +109,42 @@ def test_connect_applies_the_duckdb_settings(tmp_path):
     with connect(warehouse, config=LoyaltyConfig(warehouse=str(warehouse))) as con:
         _, _, temp = con.execute(setting).fetchone()
     assert temp == f"{warehouse}.tmp"
+
+
+def test_line_numbers_of_large_files_are_their_own_lines(tmp_path):
+    """Records are numbered by their position in the landing batch: that must hold for files of
+    many row groups read by parallel threads (two CSVs of 250 000 rows, one with malformed and
+    quarantined lines in the middle, and a Parquet file), with insertion order not kept otherwise."""
+    raw = tmp_path / "raw"
+    lines = 250_000
+    _write(raw, "transactions/a.csv", [f"A{line},C{line % 97},2024-01-01,{line % 50 + 1}" for line in range(2, lines + 2)])
+    rows = [f"B{line},C{line % 97},2024-01-01,{line % 50 + 1}" for line in range(2, lines + 2)]
+    malformed = {130_000: "B130000,C1,2024-01-01", 200_001: "B200001,C1,2024-01-01,5,extra"}
+    for line, text in malformed.items():
+        rows[line - 2] = text
+    rows[150_000 - 2] = "B150000,C1,2024-01-01,zero"  # quarantined: amount is not a number
+    _write(raw, "transactions/b.csv", rows)
+    parquet = raw / "transactions" / "c.parquet"
+    duckdb.execute(
+        f"copy (select 'P' || (i + 1) as transaction_id, 'C1' as customer_id, '2024-01-01' as transaction_date,"
+        f" '7' as amount from range(200_000) t(i) order by i) to '{parquet}' (format parquet, row_group_size 50000)"
+    )
+    warehouse = tmp_path / "w.duckdb"
+    with connect(warehouse, config=LoyaltyConfig(warehouse=str(warehouse), duckdb_threads=2)) as con:
+        ingest_source(con, TRANSACTIONS, raw, limits=LIMITS)
+        wrong = con.execute(
+            "select source_file, transaction_id, line_number from raw.transactions"
+            " where line_number <> cast(substr(transaction_id, 2) as bigint) limit 5"
+        ).fetchall()
+        loaded = con.execute("select source_file, count(*) from raw.transactions group by 1 order by 1").fetchall()
+        quarantined = con.execute(
+            "select line_number, reason from raw.quarantine_transactions order by 1"
+        ).fetchall()
+    assert wrong == []
+    # Parquet has no header line: its records are numbered from 1.
+    assert loaded == [("transactions/a.csv", lines), ("transactions/b.csv", lines - 3), ("transactions/c.parquet", 200_000)]
+    assert quarantined == [
+        (130_000, "malformed line (missing columns)"),
+        (150_000, "amount is not a number"),
+        (200_001, "malformed line (too many columns)"),
+    ]
