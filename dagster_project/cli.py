@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 import datetime as dt
 import json
+import logging
+import os
 import sys
 import warnings
 from pathlib import Path
@@ -181,5 +183,16 @@ def main(argv: list[str] | None = None) -> int:
         return 2
 
 
+def entry() -> None:
+    """The `loyalty` command: main(), then exit without the interpreter's teardown of ~4 000
+    modules (Dagster, dbt adapters, GX, pandas), which took 1.5-2.5 s after every run. Safe:
+    by then every connection is closed and every file is written (durable_files) or removed."""
+    code = main()
+    logging.shutdown()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)
+
+
 if __name__ == "__main__":
-    sys.exit(main())
+    entry()

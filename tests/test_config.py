@@ -54,3 +54,22 @@ def test_dbt_vars_carry_every_business_constant():
     assert variables["segment_cutoffs"] == {"super": 0.05, "top": 0.2, "middle": 0.7}
     assert (variables["nps_promoter_min"], variables["nps_passive_min"]) == (9, 7)
     assert variables["warehouse_path"] == str(config.warehouse_path)
+
+
+def test_the_loyalty_command_exits_with_mains_code_and_flushed_output(tmp_path):
+    """`loyalty` ends with os._exit (no interpreter teardown): its exit code and its last lines
+    must still come through."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    loyalty = Path(sys.executable).with_name("loyalty")
+    bad = tmp_path / "bad.yml"
+    bad.write_text("period_months: twelve\n")
+    failed = subprocess.run([str(loyalty), "status", "--config", str(bad)], capture_output=True, text=True)
+    assert failed.returncode == 2
+    assert "period_months must be an integer" in failed.stderr
+    # Piped stdout is block-buffered: without the flush before os._exit this line would be lost.
+    done = subprocess.run([str(loyalty), "status", "--warehouse", str(tmp_path / "none.duckdb")], capture_output=True, text=True)
+    assert done.returncode == 0
+    assert done.stdout.startswith("no runs recorded: warehouse file not found")
