@@ -59,6 +59,7 @@ def test_dbt_vars_carry_every_business_constant():
 def test_the_loyalty_command_exits_with_mains_code_and_flushed_output(tmp_path):
     """`loyalty` ends with os._exit (no interpreter teardown): its exit code and its last lines
     must still come through."""
+    import os
     import subprocess
     import sys
     from pathlib import Path
@@ -70,6 +71,9 @@ def test_the_loyalty_command_exits_with_mains_code_and_flushed_output(tmp_path):
     assert failed.returncode == 2
     assert "period_months must be an integer" in failed.stderr
     # Piped stdout is block-buffered: without the flush before os._exit this line would be lost.
-    done = subprocess.run([str(loyalty), "status", "--warehouse", str(tmp_path / "none.duckdb")], capture_output=True, text=True)
+    buffered = {name: value for name, value in os.environ.items() if name != "PYTHONUNBUFFERED"}
+    done = subprocess.run(
+        [str(loyalty), "status", "--warehouse", str(tmp_path / "none.duckdb")], capture_output=True, text=True, env=buffered
+    )
     assert done.returncode == 0
     assert done.stdout.startswith("no runs recorded: warehouse file not found")
