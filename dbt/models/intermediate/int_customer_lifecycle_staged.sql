@@ -25,29 +25,19 @@ transactions as (
     select * from {{ ref('stg_raw__transactions') }}
 ),
 
-customer_days as (
-    -- One pass over the transactions: one row per customer and day up to the as-of date, with
-    -- the day's net amount (for revenue_before_lapse) and whether it was a purchase day.
-    select
-        customer_id,
-        transaction_date,
-        sum(amount) as net_amount,
-        max(case when is_purchase then 1 else 0 end) as is_purchase_day
-    from transactions
-    where transaction_date <= {{ as_of_date() }}
-    group by customer_id, transaction_date
-),
-
 gaps as (
-    -- One window pass: the gap to the previous purchase day (null on the first purchase day).
+    -- One window pass over the purchases: the gap to the previous purchase (null on the first).
+    -- A purchase day's first row has the gap to the purchase day before it; more purchases on the
+    -- same day have gap 0. So the purchase days are the rows with a null or positive gap, with no
+    -- grouping by customer and day first (that group-by cost as much as the window).
     select
         customer_id,
         transaction_date as purchase_date,
         {{ dbt.datediff(
             'lag(transaction_date) over (partition by customer_id order by transaction_date)',
             'transaction_date', 'day') }} as gap_days
-    from customer_days
-    where is_purchase_day = 1
+    from transactions
+    where is_purchase and transaction_date <= {{ as_of_date() }}
 ),
 
 ranked_gaps as (
@@ -57,7 +47,7 @@ ranked_gaps as (
         row_number() over (partition by customer_id order by gap_days) as gap_rank,
         count(*) over (partition by customer_id) as gap_count
     from gaps
-    where gap_days is not null
+    where gap_days > 0
 ),
 
 median_gaps as (
@@ -80,10 +70,10 @@ customers as (
     select
         gaps.customer_id,
         min(gaps.purchase_date) as first_purchase_date,
-        -- The second purchase day is the earliest one that has a gap.
-        min(case when gaps.gap_days is not null then gaps.purchase_date end) as second_purchase_date,
+        -- The second purchase day is the earliest one after a positive gap.
+        min(case when gaps.gap_days > 0 then gaps.purchase_date end) as second_purchase_date,
         max(gaps.purchase_date) as last_purchase_date,
-        count(*) as purchase_days,
+        count(case when gaps.gap_days is null or gaps.gap_days > 0 then 1 end) as purchase_days,
         -- The latest purchase that ended a lapse (gap longer than lost_after_days).
         max(case when gaps.gap_days > {{ var('lost_after_days') }} then gaps.purchase_date end) as last_win_back_date
     from gaps
@@ -128,16 +118,16 @@ staged as (
 ),
 
 revenue_before_lapse as (
-    -- Lost customers' value: net revenue in the period_months months up to and including their
-    -- last purchase (the 12 months before they lapsed, with yearly periods), from the daily nets.
+    -- Lost customers' value: net revenue (refunds included) in the period_months months up to
+    -- and including their last purchase (the 12 months before they lapsed, with yearly periods).
     select
         staged.customer_id,
-        sum(customer_days.net_amount) as revenue_before_lapse
+        sum(transactions.amount) as revenue_before_lapse
     from staged
-    inner join customer_days
-        on customer_days.customer_id = staged.customer_id
-        and customer_days.transaction_date <= staged.last_purchase_date
-        and customer_days.transaction_date
+    inner join transactions
+        on transactions.customer_id = staged.customer_id
+        and transactions.transaction_date <= staged.last_purchase_date
+        and transactions.transaction_date
             > cast({{ dbt.dateadd('month', '-1 * ' ~ var('period_months'), 'staged.last_purchase_date') }} as date)
     where staged.lifecycle_stage = 'lost'
     group by staged.customer_id
