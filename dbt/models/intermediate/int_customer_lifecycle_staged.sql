@@ -40,32 +40,6 @@ gaps as (
     where is_purchase and transaction_date <= {{ as_of_date() }}
 ),
 
-ranked_gaps as (
-    select
-        customer_id,
-        gap_days,
-        row_number() over (partition by customer_id order by gap_days) as gap_rank,
-        count(*) over (partition by customer_id) as gap_count
-    from gaps
-    where gap_days > 0
-),
-
-median_gaps as (
-    -- The median gap: the middle one, or the mean of the middle two for an even count (the
-    -- value percentile_cont(0.5) gives). Ranked with a window rather than a holistic aggregate:
-    -- a window sorts and spills to disk, a per-customer quantile state does not (50M
-    -- transactions ran out of memory with percentile_cont).
-    select
-        customer_id,
-        avg(cast(gap_days as double)) as median_gap_days
-    from ranked_gaps
-    where gap_rank in (
-        cast(floor((gap_count + 1) / 2.0) as bigint),
-        cast(floor((gap_count + 2) / 2.0) as bigint)
-    )
-    group by customer_id
-),
-
 customers as (
     select
         gaps.customer_id,
@@ -75,16 +49,24 @@ customers as (
         max(gaps.purchase_date) as last_purchase_date,
         count(case when gaps.gap_days is null or gaps.gap_days > 0 then 1 end) as purchase_days,
         -- The latest purchase that ended a lapse (gap longer than lost_after_days).
-        max(case when gaps.gap_days > {{ var('lost_after_days') }} then gaps.purchase_date end) as last_win_back_date
+        max(case when gaps.gap_days > {{ var('lost_after_days') }} then gaps.purchase_date end) as last_win_back_date,
+        -- The gaps between purchase days, sorted, for the median (see macros/median_of_values.sql).
+        {{ sorted_values_agg('gaps.gap_days', 'gaps.gap_days > 0') }} as sorted_gaps
     from gaps
     group by gaps.customer_id
 ),
 
 with_median as (
     -- Null with one purchase day (no gap).
-    select customers.*, median_gaps.median_gap_days
+    select
+        customer_id,
+        first_purchase_date,
+        second_purchase_date,
+        last_purchase_date,
+        purchase_days,
+        last_win_back_date,
+        {{ median_of_sorted('sorted_gaps') }} as median_gap_days
     from customers
-    left join median_gaps on median_gaps.customer_id = customers.customer_id
 ),
 
 measured as (
