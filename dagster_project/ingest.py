@@ -32,6 +32,16 @@ DECISIONS_TABLE = "ingest_decisions"  # only the rows whose key repeats or is al
 CONVERTED_KINDS = ("id", "date", "timestamp", "amount", "score", "boolean")
 
 
+@dataclasses.dataclass(frozen=True)
+class _BatchFile:
+    """A file landed in this batch: its name under the raw folder, its digest, and its line
+    offset (the line of each of its records is its rowid in the batch table + the offset)."""
+
+    name: str
+    sha256: str
+    line_offset: int
+
+
 class IngestError(RuntimeError):
     """A landing file was rejected whole; the message names the file and the rule."""
 
@@ -97,7 +107,7 @@ def ingest_source(
     """Loads the new and changed files of one source in one transaction; returns one outcome per file."""
     ensure_raw_tables(con, source)
     outcomes: list[FileOutcome] = []
-    to_load: list[tuple[str, str, Path, int]] = []  # name, sha256, path, line offset
+    to_load: list[_BatchFile] = []
     try:
         _create_landing_table(con, source)
         # Reading happens outside the transaction: a file DuckDB cannot parse must not abort it.
@@ -112,7 +122,7 @@ def ingest_source(
             if error:
                 outcomes.append(FileOutcome(name, digest, "rejected", message=error))
             else:
-                to_load.append((name, digest, path, line_offset))
+                to_load.append(_BatchFile(name, digest, line_offset))
         rejected = [o for o in outcomes if o.status == "rejected"]
         if rejected and not skip_rejected:
             raise IngestError("; ".join(f"{raw_dir / o.source_file}: rejected: {o.message}" for o in rejected))
@@ -299,23 +309,23 @@ def _landing_insert(
 # ---------------------------------------------------------------------------------------------
 
 
-def _load_batch(con, source: RawSource, files: list[tuple[str, str, Path, int]]) -> tuple[list[FileOutcome], set[str]]:
+def _load_batch(con, source: RawSource, files: list[_BatchFile]) -> tuple[list[FileOutcome], set[str]]:
     """Loads the landed batch; returns one outcome per file and the earlier files that lost rows
     to a conflict (their log counts are recounted)."""
-    file_names = [name for name, _, _, _ in files]
+    file_names = [file.name for file in files]
     replaced = _earlier_versions(con, source, file_names)
     _delete_earlier_versions(con, source, file_names)
-    _create_landing_view(con, source, file_names, [offset for _, _, _, offset in files])
+    _create_landing_view(con, source, file_names, [file.line_offset for file in files])
     _decide_repeated_keys(con, source)
     recount = _quarantine_conflicting_raw_rows(con, source)
     _quarantine_batch_rows(con, source)
     _insert_valid_rows(con, source)
     counts = _file_counts(con)
     outcomes = []
-    for file_order, (name, digest, _, _) in enumerate(files):
+    for file_order, file in enumerate(files):
         rows_read, loaded, quarantined, duplicate = counts.get(file_order, (0, 0, 0, 0))
         outcomes.append(FileOutcome(
-            name, digest, "replaced" if name in replaced else "loaded", rows_read=rows_read,
+            file.name, file.sha256, "replaced" if file.name in replaced else "loaded", rows_read=rows_read,
             rows_duplicate=duplicate, rows_loaded=loaded, rows_quarantined=quarantined,
         ))
     return outcomes, recount - set(file_names)

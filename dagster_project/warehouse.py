@@ -37,11 +37,12 @@ def duckdb_settings(config: LoyaltyConfig, path: Path) -> dict[str, str | int | 
     """Memory limit, threads, spill folder and insertion order for a large job on the warehouse
     at ``path``: the configured values, else a memory limit of 60 % of physical memory and the
     spill folder ``<warehouse>.tmp`` beside the file (threads: DuckDB's default, one per core);
-    insertion order is never kept. dbt's DuckDB gets the same through dbt/profiles.yml."""
+    insertion order is not kept. dbt's DuckDB gets the same through dbt/profiles.yml."""
     settings: dict[str, str | int | bool] = {
         "memory_limit": config.duckdb_memory_limit or default_memory_limit(),
-        # Nothing relies on the physical row order of a table (readers sort), and keeping it
-        # makes large inserts hold more in memory.
+        # Readers sort; keeping the order makes large inserts hold more in memory. The one
+        # statement that needs it, the landing insert, turns it on for itself
+        # (ingest._insertion_order_kept).
         "preserve_insertion_order": False,
         "temp_directory": str(resolve_path(config.duckdb_temp_dir) if config.duckdb_temp_dir else Path(f"{path}.tmp")),
     }
