@@ -11,7 +11,7 @@ import pytest
 
 from dagster_project.ingest import IngestError, ingest_source
 from dagster_project.landing_files import LandingFormat
-from dagster_project.raw_contract import NPS_RESPONSES, TRANSACTIONS, DateLimits
+from dagster_project.raw_contract import NPS_RESPONSES, TRANSACTIONS, DateLimits, amount_expression
 
 FIXTURES = Path(__file__).parent / "fixtures" / "landing"
 LIMITS = DateLimits(earliest="2000-01-01", latest="2026-11-22")
@@ -239,8 +239,6 @@ def test_unreadable_encoding_is_rejected(tmp_path):
 def test_amount_text_to_value(separator, text, expected):
     """Every amount form, each in the branch that reads it: the plain branch must give exactly
     what the full patterns give, and read nothing they reject."""
-    from dagster_project.raw_contract import amount_expression
-
     with duckdb.connect() as con:
         value = con.execute(
             f"select {amount_expression('t')} from (select ?::varchar as t, ?::varchar as decimal_separator)",

@@ -1,4 +1,8 @@
 import datetime as dt
+import os
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 
@@ -59,11 +63,6 @@ def test_dbt_vars_carry_every_business_constant():
 def test_the_loyalty_command_exits_with_mains_code_and_flushed_output(tmp_path):
     """`loyalty` ends with os._exit (no interpreter teardown): its exit code and its last lines
     must still come through."""
-    import os
-    import subprocess
-    import sys
-    from pathlib import Path
-
     loyalty = Path(sys.executable).with_name("loyalty")
     bad = tmp_path / "bad.yml"
     bad.write_text("period_months: twelve\n")
