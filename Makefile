@@ -54,7 +54,8 @@ bench: prepare ## benchmark pipeline vs raw DuckDB vs pandas (SIZES=1M,10M,50M b
 dev: prepare ## start `dagster dev` (web UI on http://localhost:3000) with DAGSTER_HOME in the project
 	@mkdir -p $(DAGSTER_HOME)
 	@test -f $(DAGSTER_HOME)/dagster.yaml || printf 'telemetry:\n  enabled: false\n' > $(DAGSTER_HOME)/dagster.yaml
-	DAGSTER_HOME=$(DAGSTER_HOME) $(BIN)/dagster dev -m dagster_project.definitions
+	@# No -m: Dagster reads [tool.dagster] in pyproject.toml (module and the location name loyalty_warehouse).
+	DAGSTER_HOME=$(DAGSTER_HOME) $(BIN)/dagster dev
 
 clean: ## remove generated data, the warehouse, dbt target and Dagster home (keeps .venv)
 	rm -rf data/raw data/exports data/published data/*.duckdb data/*.duckdb.* dbt/target dbt/logs $(DAGSTER_HOME)

@@ -1,4 +1,9 @@
-"""`loyalty` command line: run the pipeline, generate sample data, print reports."""
+"""`loyalty` command line: run the pipeline, generate sample data, print reports.
+
+Every failure is one line on stderr naming the step and the cause, and an exit code (see
+EXIT_CODES and the README); the full traceback goes to the log file (``log_dir``/loyalty.log),
+never to the terminal.
+"""
 
 from __future__ import annotations
 
@@ -11,7 +16,31 @@ import sys
 import warnings
 from pathlib import Path
 
-from .config import PROJECT_ROOT, ConfigError, load_config, resolve_path
+from .config import (
+    PROJECT_ROOT,
+    ConfigError,
+    LoyaltyConfig,
+    RunDateError,
+    check_run_dates,
+    resolve_config,
+    resolve_path,
+    to_json,
+)
+from .warehouse import NotAWarehouse, check_warehouse_file
+
+# Exit codes (README, "Exit codes").
+EXIT_OK = 0
+EXIT_RUN_FAILED = 1  # a step or a check failed: the line names it
+EXIT_CANNOT_START = 2  # arguments, configuration, dates or files that a run cannot start with
+EXIT_BUSY = 3  # another run holds the warehouse
+EXIT_INTERNAL = 70  # a bug: the line says where the traceback is
+
+LOGGER = logging.getLogger("loyalty")
+LOG_FORMAT = "%(asctime)s %(process)d %(name)s %(levelname)s %(message)s"
+
+
+class CannotStart(Exception):
+    """A command that cannot start (exit code 2); the message is the one line to print."""
 
 
 def _date(text: str) -> dt.date:
@@ -21,73 +50,84 @@ def _date(text: str) -> dt.date:
         raise argparse.ArgumentTypeError(f"not a date in YYYY-MM-DD form: {text!r}") from error
 
 
-def _settings(args: argparse.Namespace, as_of: dt.date):
+def effective_config(args: argparse.Namespace) -> LoyaltyConfig:
+    """The one configuration of this command: defaults < file (--config, $LOYALTY_CONFIG or
+    loyalty.yml) < flags. Resolved once; every step of a run reads this object."""
+    # Relative paths (flags and file alike) are taken from the project root (config.resolve_path).
+    flags = {name: getattr(args, name, None) for name in ("raw_dir", "warehouse", "export_dir", "publish_dir")}
+    return resolve_config(getattr(args, "config", None), **flags)
+
+
+def _materialise(args: argparse.Namespace, config: LoyaltyConfig, dates: list[dt.date]) -> int:
     from .resources import LoyaltySettings
-
-    overrides = {
-        "export_dir": getattr(args, "export_dir", None),
-        "publish_dir": getattr(args, "publish_dir", None),
-    }
-    config = load_config(args.config).with_overrides(raw_dir=args.raw_dir, warehouse=args.warehouse, **overrides)
-    if not config.raw_path.is_dir():
-        raise FileNotFoundError(f"raw folder not found: {config.raw_path}")
-    settings = LoyaltySettings(
-        config_file=str(resolve_path(args.config)) if args.config else "",
-        as_of_date=as_of.isoformat(),
-        raw_dir=str(config.raw_path),
-        warehouse=str(config.warehouse_path),
-        overrides_json=json.dumps({k: str(resolve_path(v)) for k, v in overrides.items() if v}),
-    )
-    return config, settings
-
-
-def _materialise(args: argparse.Namespace, dates: list[dt.date]) -> int:
     from .runner import RunInProgress, run_pipeline
 
-    config, settings = _settings(args, dates[-1])
+    try:
+        check_run_dates(config, dates, dt.date.today())
+    except RunDateError as error:
+        raise CannotStart(str(error)) from error
+    if not config.raw_path.is_dir():
+        raise CannotStart(f"raw folder not found: {config.raw_path} (set raw_dir in the config or --raw-dir)")
+    try:
+        check_warehouse_file(config.warehouse_path)
+    except NotAWarehouse as error:
+        raise CannotStart(str(error)) from error
+    settings = LoyaltySettings(config_json=to_json(config), as_of_date=dates[-1].isoformat())
     span = str(dates[0]) if len(dates) == 1 else f"{dates[0]} to {dates[-1]} ({len(dates)} dates, one run)"
     print(f"loyalty {args.command}: as of {span}, raw {config.raw_path}, warehouse {config.warehouse_path}", flush=True)
     try:
         outcome = run_pipeline(settings, as_of_dates=dates)
     except RunInProgress as error:
-        print(f"loyalty {args.command} failed: {error}", file=sys.stderr)
-        return 3
+        _fail(args, str(error), config)
+        return EXIT_BUSY
     if not outcome.success:
-        print(f"loyalty {args.command} failed: {outcome.failure}", file=sys.stderr)
-        return 1
+        LOGGER.error("run %s failed: %s", outcome.run_id, outcome.failure)
+        _fail(args, outcome.failure or "failed", config)
+        return EXIT_RUN_FAILED
     print(f"loyalty {args.command}: done (run {outcome.run_id}); warehouse: {config.warehouse_path}")
-    return 0
+    return EXIT_OK
 
 
-def cmd_run(args: argparse.Namespace) -> int:
-    return _materialise(args, [args.as_of or (dt.date.today() - dt.timedelta(days=1))])
+def cmd_run(args: argparse.Namespace, config: LoyaltyConfig) -> int:
+    return _materialise(args, config, [args.as_of or (dt.date.today() - dt.timedelta(days=1))])
 
 
-def cmd_backfill(args: argparse.Namespace) -> int:
+def cmd_backfill(args: argparse.Namespace, config: LoyaltyConfig) -> int:
     from .partitions import date_range
 
     try:
         dates = date_range(args.date_from, args.date_to)
     except ValueError as error:
-        print(f"loyalty backfill: {error}", file=sys.stderr)
-        return 2
-    return _materialise(args, dates)
+        raise CannotStart(f"{error}: --to must not be before --from") from error
+    return _materialise(args, config, dates)
 
 
-def cmd_sample(args: argparse.Namespace) -> int:
+def cmd_sample(args: argparse.Namespace, config: LoyaltyConfig) -> int:
     from . import sample_data
 
     summary = sample_data.generate_sample(
-        resolve_path(args.out), customers=args.customers, seed=args.seed, as_of=args.as_of or sample_data.SAMPLE_AS_OF
+        resolve_path(args.out), customers=args.customers, seed=args.seed, as_of=args.as_of or sample_data.SAMPLE_AS_OF,
+        years=args.years,
     )
     print(json.dumps(summary, indent=2, default=str))
     return 0
 
 
-def cmd_report(args: argparse.Namespace) -> int:
+def _existing_warehouse(config: LoyaltyConfig) -> Path:
+    """The warehouse a reading command opens: it must exist and be a DuckDB file."""
+    try:
+        check_warehouse_file(config.warehouse_path)
+    except NotAWarehouse as error:
+        raise CannotStart(str(error)) from error
+    return config.warehouse_path
+
+
+def cmd_report(args: argparse.Namespace, config: LoyaltyConfig) -> int:
     from .report import clv_report, flow_report
 
-    config = load_config(args.config).with_overrides(warehouse=args.warehouse)
+    if not config.warehouse_path.exists():
+        raise CannotStart(f"warehouse file not found: {config.warehouse_path} (run `loyalty run` first)")
+    _existing_warehouse(config)
     print(flow_report(config.warehouse_path, args.period))
     print()
     print(clv_report(config.warehouse_path, args.period))
@@ -95,10 +135,10 @@ def cmd_report(args: argparse.Namespace) -> int:
     return 0
 
 
-def cmd_status(args: argparse.Namespace) -> int:
+def cmd_status(args: argparse.Namespace, config: LoyaltyConfig) -> int:
     from .run_log import status_report
 
-    config = load_config(args.config).with_overrides(warehouse=args.warehouse)
+    _existing_warehouse(config)
     print(status_report(config.warehouse_path, args.limit))
     return 0
 
@@ -141,6 +181,8 @@ def build_parser() -> argparse.ArgumentParser:
     sample.add_argument("--customers", type=int, default=100_000)
     sample.add_argument("--seed", type=int, default=42)
     sample.add_argument("--as-of", type=_date, help="last date of the sample (default: the bundled sample's)")
+    sample.add_argument("--years", type=int, default=4, help="years of history up to the as-of date (default 4)")
+    sample.add_argument("--config", help="YAML config file (its log_dir receives the log)")
     sample.set_defaults(func=cmd_sample)
 
     report = commands.add_parser("report", help="print the flow matrix and the CLV/portfolio table")
@@ -163,6 +205,29 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _fail(args: argparse.Namespace, cause: str, config: LoyaltyConfig | None) -> None:
+    log = (config or LoyaltyConfig()).log_path
+    print(f"loyalty {args.command} failed: {cause} (log: {log})", file=sys.stderr, flush=True)
+
+
+def _log_to_file(path: Path) -> logging.Handler | None:
+    """Everything at INFO and above (Dagster's step events, dbt's output, our lines, tracebacks)
+    into ``path``; None when the folder cannot be written (the command still runs)."""
+    from logging.handlers import RotatingFileHandler
+
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        handler = RotatingFileHandler(path, maxBytes=20 << 20, backupCount=5, encoding="utf-8")
+    except OSError:
+        return None
+    handler.setFormatter(logging.Formatter(LOG_FORMAT))
+    handler.setLevel(logging.INFO)
+    root = logging.getLogger()
+    root.addHandler(handler)
+    root.setLevel(min(root.level or logging.INFO, logging.INFO))
+    return handler
+
+
 def main(argv: list[str] | None = None) -> int:
     args, rest = build_parser().parse_known_args(argv)
     if args.command == "bench":
@@ -173,14 +238,41 @@ def main(argv: list[str] | None = None) -> int:
     warnings.filterwarnings("ignore", message=".*is currently in beta.*")
     # Partitioned asset checks are a Dagster preview feature we rely on knowingly (README).
     warnings.filterwarnings("ignore", message="Specifying a partitions_def on an AssetCheckSpec")
+    config: LoyaltyConfig | None = None
+    handler = None
     try:
-        return args.func(args)
-    except ConfigError as error:
-        print(f"loyalty {args.command}: {error}", file=sys.stderr)
-        return 2
+        try:
+            config = effective_config(args)
+        finally:
+            # The configured log folder, or the default one when the configuration itself failed.
+            handler = _log_to_file((config or LoyaltyConfig()).log_path)
+        LOGGER.info("loyalty %s started: %s", args.command, " ".join(sys.argv[1:] if argv is None else argv))
+        return args.func(args, config)
+    except (ConfigError, CannotStart) as error:
+        LOGGER.error("loyalty %s: %s", args.command, error)
+        _fail(args, str(error), config)
+        return EXIT_CANNOT_START
     except FileNotFoundError as error:
-        print(f"loyalty {args.command}: {error}", file=sys.stderr)
-        return 2
+        LOGGER.error("loyalty %s: %s", args.command, error)
+        _fail(args, str(error), config)
+        return EXIT_CANNOT_START
+    except KeyboardInterrupt:
+        LOGGER.error("loyalty %s: interrupted", args.command)
+        _fail(args, "interrupted", config)
+        return 130
+    except Exception as error:  # noqa: BLE001 - one line for the user, the traceback in the log
+        LOGGER.exception("loyalty %s failed", args.command)
+        _fail(args, f"{type(error).__name__}: {_first_line(error)}", config)
+        return EXIT_INTERNAL
+    finally:
+        if handler is not None:
+            handler.close()
+            logging.getLogger().removeHandler(handler)
+
+
+def _first_line(error: BaseException) -> str:
+    lines = str(error).strip().splitlines()
+    return lines[0] if lines else "no message"
 
 
 def entry() -> None:

@@ -1,14 +1,22 @@
 """Settings of one warehouse: paths and the business constants, read from one optional YAML file.
 
 Every business constant is defined here once (``LoyaltyConfig``'s defaults) and reaches dbt
-as a var through :func:`dbt_vars`, so the SQL never repeats a number.
+as a var through :func:`dbt_vars`, the Great Expectations suites as parameters (quality.
+suite_parameters), and the partitions and schedule through the definitions built from
+it, so no SQL, YAML or JSON repeats a number.
+
+One run has one *effective configuration*, resolved once by :func:`resolve_config`: the
+defaults, then the file (``--config FILE``, else ``$LOYALTY_CONFIG``, else ``loyalty.yml`` at the
+project root if it exists), then the command-line flags. Nothing reads it at import time.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import datetime as dt
+import json
 import os
+import zoneinfo
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
@@ -16,14 +24,27 @@ import yaml
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_CONFIG_FILE = PROJECT_ROOT / "loyalty.yml"
+# The config file of `dagster dev`, the daemon and any process started without --config.
+CONFIG_ENV = "LOYALTY_CONFIG"
 
 # Value segments from the most to the least valuable; the cut-off of a segment is the upper
 # bound (exclusive) of the value share it covers. ``bottom`` takes the rest.
 SEGMENTS = ("super", "top", "middle", "bottom")
 
 
+# dbt's period and day series are 0 … 10^4 − 1 (macros/business_rules.sql: integer_series(4)).
+MAX_PERIODS = 9_999
+# DuckDB and pandas both handle dates from 1900 on without surprises; older is a typo.
+MIN_BUSINESS_START_YEAR = 1900
+
+
 class ConfigError(ValueError):
     """A configuration file or value that cannot be used; the message names the key."""
+
+
+class RunDateError(ValueError):
+    """An as-of date (or range) that a run cannot have; the message names the date, the rule and
+    the setting to change."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -33,6 +54,9 @@ class LoyaltyConfig:
     warehouse: str = "data/warehouse.duckdb"
     # Length of one comparison period in months (12 = yearly F12/S12, 3 = quarterly).
     period_months: int = 12
+    # At most this many periods per as-of date (None: as many as the history holds). Each period
+    # adds a row per active customer to customer_period_facts (see BENCHMARKS.md, long histories).
+    max_periods: int | None = None
     # Cumulative value-share cut-offs: super < 0.05 ≤ top < 0.20 ≤ middle < 0.70 ≤ bottom.
     segment_cutoffs: Mapping[str, float] = dataclasses.field(
         default_factory=lambda: {"super": 0.05, "top": 0.20, "middle": 0.70}
@@ -63,6 +87,8 @@ class LoyaltyConfig:
     consent_max_age_days: int = 7
     # Published read-only copy for BI tools.
     publish_dir: str = "data/published"
+    # The `loyalty` command's log (loyalty.log): every run's steps and, on failure, the traceback.
+    log_dir: str = "data/logs"
     # Nightly schedule.
     schedule_cron: str = "0 2 * * *"
     schedule_timezone: str = "Europe/Stockholm"
@@ -92,6 +118,10 @@ class LoyaltyConfig:
     @property
     def publish_path(self) -> Path:
         return resolve_path(self.publish_dir)
+
+    @property
+    def log_path(self) -> Path:
+        return resolve_path(self.log_dir) / "loyalty.log"
 
     def with_overrides(self, **overrides: Any) -> "LoyaltyConfig":
         """A copy with the non-None overrides applied (CLI flags win over the file)."""
@@ -130,10 +160,40 @@ def validate(config: LoyaltyConfig) -> None:
             raise ConfigError(f"landing_formats.{folder}: unknown keys {sorted(unknown)}")
         if fmt.get("decimal_separator") not in (None, ".", ","):
             raise ConfigError(f"landing_formats.{folder}.decimal_separator must be '.' or ','")
+    if config.max_periods is not None and (
+        not isinstance(config.max_periods, int) or isinstance(config.max_periods, bool) or not 2 <= config.max_periods <= MAX_PERIODS
+    ):
+        raise ConfigError(f"max_periods must be empty or a whole number from 2 to {MAX_PERIODS}, got {config.max_periods!r}")
+    if config.duckdb_threads is not None and (not isinstance(config.duckdb_threads, int) or config.duckdb_threads < 1):
+        raise ConfigError(f"duckdb_threads must be empty or a whole number >= 1, got {config.duckdb_threads!r}")
     try:
-        dt.date.fromisoformat(str(config.business_start_date))
+        start = dt.date.fromisoformat(str(config.business_start_date))
     except ValueError as error:
         raise ConfigError(f"business_start_date must be YYYY-MM-DD, got {config.business_start_date!r}") from error
+    if start.year < MIN_BUSINESS_START_YEAR:
+        raise ConfigError(f"business_start_date must be in {MIN_BUSINESS_START_YEAR} or later, got {config.business_start_date!r}")
+    if not isinstance(config.schedule_cron, str) or len(config.schedule_cron.split()) != 5:
+        raise ConfigError(f"schedule_cron must be a cron expression of five fields, got {config.schedule_cron!r}")
+    try:
+        zoneinfo.ZoneInfo(str(config.schedule_timezone))
+    except (zoneinfo.ZoneInfoNotFoundError, ValueError) as error:
+        raise ConfigError(f"schedule_timezone must be an IANA time zone such as Europe/Stockholm, got {config.schedule_timezone!r}") from error
+
+
+def config_file(path: str | os.PathLike | None = None) -> Path | None:
+    """The file a run reads: ``path``, else ``$LOYALTY_CONFIG``, else ``loyalty.yml`` at the
+    project root if it exists, else None (the defaults)."""
+    if path:
+        return resolve_path(path)
+    if os.environ.get(CONFIG_ENV):
+        return resolve_path(os.environ[CONFIG_ENV])
+    return DEFAULT_CONFIG_FILE if DEFAULT_CONFIG_FILE.exists() else None
+
+
+def resolve_config(path: str | os.PathLike | None = None, **overrides: Any) -> LoyaltyConfig:
+    """The effective configuration of one run: defaults < the file (see :func:`config_file`) <
+    ``overrides`` (command-line flags; None means "not given")."""
+    return load_config(config_file(path)).with_overrides(**overrides)
 
 
 def load_config(path: str | os.PathLike | None = None) -> LoyaltyConfig:
@@ -155,6 +215,8 @@ def load_config(path: str | os.PathLike | None = None) -> LoyaltyConfig:
         raise ConfigError(f"{file}: unknown keys {unknown}; known keys: {sorted(known)}")
     if "export_pii_columns" in data:
         data["export_pii_columns"] = tuple(data["export_pii_columns"] or ())
+    if isinstance(data.get("business_start_date"), dt.date):  # YAML reads an unquoted date as a date
+        data["business_start_date"] = data["business_start_date"].isoformat()
     try:
         return LoyaltyConfig(**data)
     except ConfigError as error:
@@ -185,8 +247,38 @@ def dbt_vars(config: LoyaltyConfig, as_of: dt.date | Sequence[dt.date]) -> dict[
         "detractor_followup_days": config.detractor_followup_days,
         "nps_due_from_day": config.nps_due_from_day,
         "nps_due_to_day": config.nps_due_to_day,
+        "max_periods": config.max_periods if config.max_periods is not None else MAX_PERIODS,
         "warehouse_path": str(config.warehouse_path),
     }
+
+
+def to_json(config: LoyaltyConfig) -> str:
+    """The whole configuration as JSON (what a run's resource carries: the one resolved object)."""
+    data = dataclasses.asdict(config)
+    return json.dumps(data, sort_keys=True)
+
+
+def from_json(text: str) -> LoyaltyConfig:
+    data = json.loads(text)
+    data["export_pii_columns"] = tuple(data.get("export_pii_columns") or ())
+    return LoyaltyConfig(**data)
+
+
+def check_run_dates(config: LoyaltyConfig, dates: Sequence[dt.date], today: dt.date) -> None:
+    """Raises RunDateError for as-of dates a run cannot have: before business_start_date (no row
+    can be dated then) or after tomorrow (the partitions end there; nothing is dated then yet)."""
+    start = dt.date.fromisoformat(config.business_start_date)
+    for date in (min(dates), max(dates)):
+        if date < start:
+            raise RunDateError(
+                f"as-of date {date} is before business_start_date {start}: no row can be dated then "
+                "(set business_start_date in the config file to an earlier date)"
+            )
+        if date > today + dt.timedelta(days=1):
+            raise RunDateError(
+                f"as-of date {date} is in the future: the latest as-of date a run can have is tomorrow, "
+                f"{today + dt.timedelta(days=1)} (today is {today})"
+            )
 
 
 def yesterday(today: dt.date | None = None) -> dt.date:

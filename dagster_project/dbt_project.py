@@ -19,6 +19,7 @@ from dagster_dbt import DbtCliResource, DbtProject
 from packaging import version
 
 from .config import PROJECT_ROOT, LoyaltyConfig, dbt_vars, yesterday
+from .warehouse import duckdb_settings
 
 DBT_PROJECT_DIR = PROJECT_ROOT / "dbt"
 
@@ -27,6 +28,7 @@ WAREHOUSE_ENV = "LOYALTY_WAREHOUSE"
 # The DuckDB resource settings of the dbt process (profiles.yml), the same as ingest's.
 MEMORY_LIMIT_ENV = "LOYALTY_DUCKDB_MEMORY_LIMIT"
 TEMP_DIR_ENV = "LOYALTY_DUCKDB_TEMP_DIR"
+INSERTION_ORDER_ENV = "LOYALTY_DUCKDB_PRESERVE_INSERTION_ORDER"
 # Vars of config.dbt_vars that change from run to run. They are not passed to dbt: the as-of
 # date(s) go to the table ops.run_dates, the warehouse path to WAREHOUSE_ENV. dbt re-parses the
 # whole project whenever --vars change (2.5–6.5 s), so --vars must be the same every night.
@@ -53,6 +55,19 @@ def constant_dbt_vars(config: LoyaltyConfig) -> dict[str, Any]:
     """The --vars of every run of ``config``: the business constants, no run-specific value."""
     variables = dbt_vars(config, yesterday())
     return {name: value for name, value in variables.items() if name not in RUN_SPECIFIC_VARS}
+
+
+def dbt_environment(config: LoyaltyConfig) -> dict[str, str]:
+    """The environment of a dbt process for ``config``: the warehouse file and the DuckDB
+    resource settings of warehouse.duckdb_settings (profiles.yml reads them; it has no values
+    of its own, so ingest and dbt always run DuckDB alike)."""
+    resources = duckdb_settings(config, config.warehouse_path)
+    return {
+        WAREHOUSE_ENV: str(config.warehouse_path),
+        MEMORY_LIMIT_ENV: str(resources["memory_limit"]),
+        TEMP_DIR_ENV: str(resources["temp_directory"]),
+        INSERTION_ORDER_ENV: str(resources["preserve_insertion_order"]).lower(),
+    }
 
 
 class LoyaltyDbtCliResource(DbtCliResource):
@@ -135,7 +150,7 @@ def prepare_manifest() -> Path:
          "--profiles-dir", str(DBT_PROJECT_DIR), "--vars", json.dumps(constant_dbt_vars(config))],
         check=True,
         cwd=DBT_PROJECT_DIR,
-        env={**os.environ, WAREHOUSE_ENV: str(config.warehouse_path)},
+        env={**os.environ, **dbt_environment(config)},
     )
     return DBT_PROJECT_DIR / "target" / "manifest.json"
 

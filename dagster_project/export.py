@@ -51,7 +51,6 @@ import pyarrow.parquet as pq
 
 from .durable_files import fsync_dir
 from .config import LoyaltyConfig
-from .partitions import AS_OF_PARTITIONS, SINGLE_RUN
 from .resources import LoyaltySettings
 from .warehouse import connect, quote_identifier
 
@@ -806,11 +805,9 @@ def _align(previous: pa.Table, schema: pa.Schema) -> pa.Table:
 # ----------------------------------------------------------------------------------------------
 
 
-def mart_check_keys() -> list[dg.AssetCheckKey]:
+def mart_check_keys(dbt_assets: dg.AssetsDefinition) -> list[dg.AssetCheckKey]:
     """The dbt tests on the mart, as the code location declares them (asset checks of the dbt assets)."""
-    from .transform import loyalty_dbt_models  # imported late: it loads the dbt manifest
-
-    return sorted((key for key in loyalty_dbt_models.check_keys if key.asset_key == MART_KEY), key=lambda k: k.name)
+    return sorted((key for key in dbt_assets.check_keys if key.asset_key == MART_KEY), key=lambda k: k.name)
 
 
 def failed_mart_checks(instance: dg.DagsterInstance, check_keys: Iterable[dg.AssetCheckKey]) -> list[str]:
@@ -831,53 +828,56 @@ def run_as_of(context: dg.AssetExecutionContext, settings: LoyaltySettings) -> d
     return settings.as_of()
 
 
-@dg.asset(
-    key_prefix=["exports"],
-    name="segment_flags",
-    group_name="export",
-    # After the mart (and its dbt checks), and after the erasure step, whose list it also applies.
-    deps=[MART_KEY, ERASURES_KEY],
-    # The graph's as-of partitions: a nightly run exports its date; a backfilled range exports its
-    # latest date only (the customer-level mart holds the latest date of the run).
-    partitions_def=AS_OF_PARTITIONS,
-    backfill_policy=SINGLE_RUN,
-    description=(
-        "Per-customer segment flags for marketing automation: segment_flags_<as_of>.csv/.parquet, "
-        "a _delta.csv against the previous export and a manifest, written atomically into export_dir."
-    ),
-)
-def segment_flags_export(context: dg.AssetExecutionContext, settings: LoyaltySettings) -> dg.MaterializeResult:
-    # In a full run Dagster already skips this step when a dbt test fails (the dbt step fails);
-    # this also stops an export materialised on its own after a run whose mart checks failed.
-    failed = failed_mart_checks(context.instance, mart_check_keys())
-    if failed:
-        raise ExportError(
-            f"the latest dbt checks on {MART_KEY.to_user_string()} failed ({', '.join(failed)}): not exporting;"
-            " fix the data and rebuild the mart"
-        )
-    config = settings.loyalty_config()
-    as_of = run_as_of(context, settings)
-    try:
-        outcome = export_segment_flags(config, as_of, context.run_id, log=context.log.info)
-    except MartIsNewer as skipped:
-        context.log.info(f"backfill of an older date: nothing exported ({skipped})")
-        return dg.MaterializeResult(metadata={"exported": False, "reason": str(skipped)})
-    manifest = outcome.manifest
-    names = file_names(as_of)
-    return dg.MaterializeResult(
-        metadata={
-            "exported": True,
-            "folder": str(outcome.folder),
-            "rows": manifest["files"][names["csv"]]["rows"],
-            "delta_rows": manifest["files"][names["delta"]]["rows"],
-            "delta_against": manifest["delta_against"] or "",
-            "consent_filtered": manifest["consent_filtered"],
-            "files_written": ", ".join(outcome.files_written) or "none (bytes unchanged)",
-            "manifest_run_id": manifest["run_id"],
-            "csv_sha256": manifest["files"][names["csv"]]["sha256"],
-        }
+def build_export_assets(
+    partitions_def: dg.PartitionsDefinition, backfill_policy: dg.BackfillPolicy, dbt_assets: dg.AssetsDefinition
+) -> list[dg.AssetsDefinition]:
+    """The segment-flag export asset (its mart's dbt tests come from ``dbt_assets``)."""
+
+    @dg.asset(
+        key_prefix=["exports"],
+        name="segment_flags",
+        group_name="export",
+        # After the mart (and its dbt checks), and after the erasure step, whose list it also applies.
+        deps=[MART_KEY, ERASURES_KEY],
+        # The graph's as-of partitions: a nightly run exports its date; a backfilled range exports its
+        # latest date only (the customer-level mart holds the latest date of the run).
+        partitions_def=partitions_def,
+        backfill_policy=backfill_policy,
+        description=(
+            "Per-customer segment flags for marketing automation: segment_flags_<as_of>.csv/.parquet, "
+            "a _delta.csv against the previous export and a manifest, written atomically into export_dir."
+        ),
     )
+    def segment_flags_export(context: dg.AssetExecutionContext, settings: LoyaltySettings) -> dg.MaterializeResult:
+        # In a full run Dagster already skips this step when a dbt test fails (the dbt step fails);
+        # this also stops an export materialised on its own after a run whose mart checks failed.
+        failed = failed_mart_checks(context.instance, mart_check_keys(dbt_assets))
+        if failed:
+            raise ExportError(
+                f"the latest dbt checks on {MART_KEY.to_user_string()} failed ({', '.join(failed)}): not exporting;"
+                " fix the data and rebuild the mart"
+            )
+        config = settings.loyalty_config()
+        as_of = run_as_of(context, settings)
+        try:
+            outcome = export_segment_flags(config, as_of, context.run_id, log=context.log.info)
+        except MartIsNewer as skipped:
+            context.log.info(f"backfill of an older date: nothing exported ({skipped})")
+            return dg.MaterializeResult(metadata={"exported": False, "reason": str(skipped)})
+        manifest = outcome.manifest
+        names = file_names(as_of)
+        return dg.MaterializeResult(
+            metadata={
+                "exported": True,
+                "folder": str(outcome.folder),
+                "rows": manifest["files"][names["csv"]]["rows"],
+                "delta_rows": manifest["files"][names["delta"]]["rows"],
+                "delta_against": manifest["delta_against"] or "",
+                "consent_filtered": manifest["consent_filtered"],
+                "files_written": ", ".join(outcome.files_written) or "none (bytes unchanged)",
+                "manifest_run_id": manifest["run_id"],
+                "csv_sha256": manifest["files"][names["csv"]]["sha256"],
+            }
+        )
 
-
-export_asset = segment_flags_export
-EXPORT_ASSETS = [segment_flags_export]
+    return [segment_flags_export]

@@ -5,15 +5,9 @@ import dagster as dg
 from .ingest import FileOutcome, ingest_source
 from .erasure import apply_erasures
 from .landing_files import LandingFormat
-from .partitions import AS_OF_PARTITIONS, SINGLE_RUN
 from .raw_contract import CUSTOMERS, ERASURES, NPS_RESPONSES, TRANSACTIONS, DateLimits, RawSource
 from .resources import LoyaltySettings
 from .warehouse import connect
-
-# Ingest loads whatever files are new, whichever as-of date the run is for; it shares the
-# partitions so that one run (nightly or backfill) materialises the whole graph.
-PARTITIONING = {"partitions_def": AS_OF_PARTITIONS, "backfill_policy": SINGLE_RUN}
-
 
 def _ingest(context: dg.AssetExecutionContext, settings: LoyaltySettings, source: RawSource) -> dg.MaterializeResult:
     config = settings.loyalty_config()
@@ -46,55 +40,59 @@ def _describe(outcome: FileOutcome) -> str:
     text = f"{outcome.source_file}: {outcome.status}, {outcome.rows_read} rows read, {outcome.rows_duplicate} duplicates"
     return text + (f" ({outcome.message})" if outcome.message else "")
 
-@dg.asset(
-    key_prefix=["raw"],
-    group_name="ingest",
-    description="Purchase and refund rows from <raw_dir>/transactions/*.csv|*.parquet.",
-    **PARTITIONING,
-)
-def transactions(context: dg.AssetExecutionContext, settings: LoyaltySettings) -> dg.MaterializeResult:
-    return _ingest(context, settings, TRANSACTIONS)
 
-@dg.asset(
-    key_prefix=["raw"],
-    group_name="ingest",
-    **PARTITIONING,
-    description="NPS survey answers from <raw_dir>/nps/*.csv|*.parquet.",
-    deps=[transactions],  # one DuckDB writer at a time, even under a multiprocess executor
-)
-def nps_responses(context: dg.AssetExecutionContext, settings: LoyaltySettings) -> dg.MaterializeResult:
-    return _ingest(context, settings, NPS_RESPONSES)
+def build_ingest_assets(partitions_def: dg.PartitionsDefinition, backfill_policy: dg.BackfillPolicy) -> list[dg.AssetsDefinition]:
+    """The ingest assets. Ingest loads whatever files are new, whichever as-of date the run is
+    for; it shares the partitions so that one run (nightly or backfill) materialises the graph."""
+    partitioning = {"partitions_def": partitions_def, "backfill_policy": backfill_policy}
 
-@dg.asset(
-    key_prefix=["raw"],
-    group_name="ingest",
-    **PARTITIONING,
-    description="Optional marketing consent events from <raw_dir>/customers/*.csv|*.parquet.",
-    deps=[nps_responses],
-)
-def customers(context: dg.AssetExecutionContext, settings: LoyaltySettings) -> dg.MaterializeResult:
-    return _ingest(context, settings, CUSTOMERS)
+    @dg.asset(
+        key_prefix=["raw"],
+        group_name="ingest",
+        description="Purchase and refund rows from <raw_dir>/transactions/*.csv|*.parquet.",
+        **partitioning,
+    )
+    def transactions(context: dg.AssetExecutionContext, settings: LoyaltySettings) -> dg.MaterializeResult:
+        return _ingest(context, settings, TRANSACTIONS)
 
+    @dg.asset(
+        key_prefix=["raw"],
+        group_name="ingest",
+        **partitioning,
+        description="NPS survey answers from <raw_dir>/nps/*.csv|*.parquet.",
+        deps=[transactions],  # one DuckDB writer at a time, even under a multiprocess executor
+    )
+    def nps_responses(context: dg.AssetExecutionContext, settings: LoyaltySettings) -> dg.MaterializeResult:
+        return _ingest(context, settings, NPS_RESPONSES)
 
-@dg.asset(
-    key_prefix=["raw"],
-    group_name="ingest",
-    **PARTITIONING,
-    description=(
-        "Right-to-erasure requests from <raw_dir>/erasures/*.csv; every run removes these customers "
-        "from all raw and quarantine tables, so no mart or export built after it holds them."
-    ),
-    deps=[transactions, nps_responses, customers],
-)
-def erasures(context: dg.AssetExecutionContext, settings: LoyaltySettings) -> dg.MaterializeResult:
-    result = _ingest(context, settings, ERASURES)
-    config = settings.loyalty_config()
-    with connect(config.warehouse_path, config=config) as con:
-        removed = apply_erasures(con)
-    for table, rows in removed.items():
-        if rows:
-            context.log.info(f"erasure: removed {rows} rows from {table}")
-    return dg.MaterializeResult(metadata={**result.metadata, "rows_erased": sum(removed.values())})
+    @dg.asset(
+        key_prefix=["raw"],
+        group_name="ingest",
+        **partitioning,
+        description="Optional marketing consent events from <raw_dir>/customers/*.csv|*.parquet.",
+        deps=[nps_responses],
+    )
+    def customers(context: dg.AssetExecutionContext, settings: LoyaltySettings) -> dg.MaterializeResult:
+        return _ingest(context, settings, CUSTOMERS)
 
+    @dg.asset(
+        key_prefix=["raw"],
+        group_name="ingest",
+        **partitioning,
+        description=(
+            "Right-to-erasure requests from <raw_dir>/erasures/*.csv; every run removes these customers "
+            "from all raw and quarantine tables, so no mart or export built after it holds them."
+        ),
+        deps=[transactions, nps_responses, customers],
+    )
+    def erasures(context: dg.AssetExecutionContext, settings: LoyaltySettings) -> dg.MaterializeResult:
+        result = _ingest(context, settings, ERASURES)
+        config = settings.loyalty_config()
+        with connect(config.warehouse_path, config=config) as con:
+            removed = apply_erasures(con)
+        for table, rows in removed.items():
+            if rows:
+                context.log.info(f"erasure: removed {rows} rows from {table}")
+        return dg.MaterializeResult(metadata={**result.metadata, "rows_erased": sum(removed.values())})
 
-INGEST_ASSETS = [transactions, nps_responses, customers, erasures]
+    return [transactions, nps_responses, customers, erasures]

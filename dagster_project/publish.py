@@ -39,7 +39,6 @@ import duckdb
 
 from .durable_files import fsync_dir, fsync_file
 from .config import LoyaltyConfig
-from .partitions import AS_OF_PARTITIONS, SINGLE_RUN
 from .resources import LoyaltySettings
 from .warehouse import quote_identifier, quote_literal
 
@@ -238,29 +237,16 @@ def header_version_number(path: Path) -> int:
 
 
 
-def mart_keys() -> list[dg.AssetKey]:
+def mart_keys(dbt_assets: dg.AssetsDefinition) -> list[dg.AssetKey]:
     """The asset keys of the dbt models in the marts schema (all of them, whatever the dbt project
-    holds today); the known list if the dbt assets cannot be loaded."""
-    try:
-        from .transform import loyalty_dbt_models  # loads the dbt manifest
-    except Exception:  # noqa: BLE001 - no manifest: the definitions fail to load anyway
-        return [dg.AssetKey([SCHEMA, name]) for name in MART_NAMES]
-    return sorted((key for key in loyalty_dbt_models.keys if key.path[0] == SCHEMA), key=lambda k: k.path)
+    holds today)."""
+    return sorted((key for key in dbt_assets.keys if key.path[0] == SCHEMA), key=lambda k: k.path)
 
 
-MART_KEYS = mart_keys()
-
-
-def mart_check_keys(context: dg.AssetExecutionContext) -> set[dg.AssetCheckKey]:
+def mart_check_keys(context: dg.AssetExecutionContext, dbt_assets: dg.AssetsDefinition) -> set[dg.AssetCheckKey]:
     """Every check on a mart the code location knows: the dbt tests, and (in a deployed code
     location) any other check such as the Great Expectations suites."""
-    keys: set[dg.AssetCheckKey] = set()
-    try:
-        from .transform import loyalty_dbt_models  # loaded already by the definitions
-
-        keys |= set(loyalty_dbt_models.check_keys)
-    except Exception:  # noqa: BLE001 - no dbt manifest: nothing to look up there
-        pass
+    keys: set[dg.AssetCheckKey] = set(dbt_assets.check_keys)
     for graph in (lambda: context.repository_def.asset_graph, lambda: context.job_def.asset_layer.asset_graph):
         try:
             keys |= set(graph().asset_check_keys)
@@ -269,10 +255,10 @@ def mart_check_keys(context: dg.AssetExecutionContext) -> set[dg.AssetCheckKey]:
     return {key for key in keys if key.asset_key.path[0] == SCHEMA}
 
 
-def failed_mart_checks(context: dg.AssetExecutionContext) -> list[str]:
+def failed_mart_checks(context: dg.AssetExecutionContext, dbt_assets: dg.AssetsDefinition) -> list[str]:
     """Error-severity checks on a mart whose latest evaluation failed (this run's, in a full run)."""
     failed = []
-    for key in sorted(mart_check_keys(context), key=lambda k: (k.asset_key.to_user_string(), k.name)):
+    for key in sorted(mart_check_keys(context, dbt_assets), key=lambda k: (k.asset_key.to_user_string(), k.name)):
         record = context.instance.get_latest_asset_check_evaluation_record(key)
         evaluation = record.evaluation if record is not None else None
         if evaluation is not None and not evaluation.passed and evaluation.severity == dg.AssetCheckSeverity.ERROR:
@@ -280,42 +266,45 @@ def failed_mart_checks(context: dg.AssetExecutionContext) -> list[str]:
     return failed
 
 
-@dg.asset(
-    key_prefix=["published"],
-    name="warehouse",
-    group_name="publish",
-    deps=MART_KEYS,
-    # The graph's as-of partitions, so one run (nightly or backfill) materialises the whole graph;
-    # whatever the dates, the copy is of the marts as they are after the run.
-    partitions_def=AS_OF_PARTITIONS,
-    backfill_policy=SINGLE_RUN,
-    description=(
-        "Read-only copy of every mart for BI: publish_dir/warehouse.duckdb (schema marts, DuckDB "
-        "storage v1.4.0) and publish_dir/<mart>.parquet, each built aside and swapped in atomically."
-    ),
-)
-def published_warehouse(context: dg.AssetExecutionContext, settings: LoyaltySettings) -> dg.MaterializeResult:
-    failed = failed_mart_checks(context)
-    if failed:
-        raise PublishError(
-            f"the latest checks on the marts failed ({', '.join(failed)}): the previous copy stays published"
+def build_publish_assets(
+    partitions_def: dg.PartitionsDefinition, backfill_policy: dg.BackfillPolicy, dbt_assets: dg.AssetsDefinition
+) -> list[dg.AssetsDefinition]:
+    """The publish asset, downstream of every mart of ``dbt_assets``."""
+
+    @dg.asset(
+        key_prefix=["published"],
+        name="warehouse",
+        group_name="publish",
+        deps=mart_keys(dbt_assets),
+        # The graph's as-of partitions, so one run (nightly or backfill) materialises the whole graph;
+        # whatever the dates, the copy is of the marts as they are after the run.
+        partitions_def=partitions_def,
+        backfill_policy=backfill_policy,
+        description=(
+            "Read-only copy of every mart for BI: publish_dir/warehouse.duckdb (schema marts, DuckDB "
+            "storage v1.4.0) and publish_dir/<mart>.parquet, each built aside and swapped in atomically."
+        ),
+    )
+    def published_warehouse(context: dg.AssetExecutionContext, settings: LoyaltySettings) -> dg.MaterializeResult:
+        failed = failed_mart_checks(context, dbt_assets)
+        if failed:
+            raise PublishError(
+                f"the latest checks on the marts failed ({', '.join(failed)}): the previous copy stays published"
+            )
+        outcome = publish_warehouse(settings.loyalty_config(), log=context.log.info)
+        context.log.info(
+            f"publish: published {len(outcome.tables)} marts to {outcome.database} and {len(outcome.parquet)} Parquet files"
         )
-    outcome = publish_warehouse(settings.loyalty_config(), log=context.log.info)
-    context.log.info(
-        f"publish: published {len(outcome.tables)} marts to {outcome.database} and {len(outcome.parquet)} Parquet files"
-    )
-    return dg.MaterializeResult(
-        metadata={
-            "path": dg.MetadataValue.path(str(outcome.database)),
-            "folder": dg.MetadataValue.path(str(outcome.folder)),
-            "storage_version": STORAGE_VERSION,
-            "tables": dg.MetadataValue.json(outcome.tables),
-            "rows": sum(outcome.tables.values()),
-            "bytes": outcome.bytes,
-            "removed_temp_files": len(outcome.removed_temp_files),
-        }
-    )
+        return dg.MaterializeResult(
+            metadata={
+                "path": dg.MetadataValue.path(str(outcome.database)),
+                "folder": dg.MetadataValue.path(str(outcome.folder)),
+                "storage_version": STORAGE_VERSION,
+                "tables": dg.MetadataValue.json(outcome.tables),
+                "rows": sum(outcome.tables.values()),
+                "bytes": outcome.bytes,
+                "removed_temp_files": len(outcome.removed_temp_files),
+            }
+        )
 
-
-publish_asset = published_warehouse
-PUBLISH_ASSETS = [published_warehouse]
+    return [published_warehouse]

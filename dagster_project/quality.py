@@ -8,8 +8,11 @@ process and every suite's validation definition is kept; GX is imported lazily s
 Dagster definitions does not pay for it.
 
 Suites are GX 1.x ``ExpectationSuite`` JSON (``name``, ``expectations: [{type, kwargs, meta}]``).
-Dates in ``expect_column_values_to_be_between`` bounds are written as ``YYYY-MM-DDT00:00:00``:
-DuckDB DATE columns arrive in pandas as datetime64, which GX cannot compare with a plain date.
+A bound that is a setting of the run (``business_start_date``, the run's day) is never written in
+the JSON: it is GX's own placeholder ``{"$PARAMETER": "business_start_date"}``, filled at
+validation time from the effective configuration (:func:`suite_parameters`). Dates in bounds are
+``YYYY-MM-DDT00:00:00``: DuckDB DATE columns arrive in pandas as datetime64, which GX cannot
+compare with a plain date.
 
 Speed (measured on a 200 000-row raw sample): GX's pandas ``column_values.between`` is vectorised
 only for int64/float64 and datetime64[ns] columns; DuckDB hands over dates as datetime64[us] and
@@ -35,7 +38,8 @@ from typing import Any, Mapping
 import numpy as np
 import pandas as pd
 
-from .config import PROJECT_ROOT
+from .config import PROJECT_ROOT, LoyaltyConfig
+from .raw_contract import SCORE_MAX, SCORE_MIN
 
 EXPECTATIONS_DIR = PROJECT_ROOT / "expectations"
 SAMPLE_SIZE = 5  # unexpected values and rows reported per failed expectation
@@ -99,6 +103,31 @@ def load_suite_dict(source: str | Path) -> dict[str, Any]:
 def load_suite(source: str | Path):
     """The suite as a GX ``ExpectationSuite`` (raises on an unknown expectation type or bad kwargs)."""
     return load_suite_from_dict(load_suite_dict(source))
+
+
+PARAMETER = "$PARAMETER"
+
+
+def suite_parameters(config: LoyaltyConfig, today: dt.date) -> dict[str, Any]:
+    """Values for the ``{"$PARAMETER": name}`` placeholders of the suites: the rules a suite shares
+    with ingest (raw_contract, config), so a suite never repeats a setting."""
+    return {
+        "business_start_date": f"{dt.date.fromisoformat(config.business_start_date).isoformat()}T00:00:00",
+        # Ingest quarantines rows dated after the day of the run.
+        "run_date": f"{today.isoformat()}T00:00:00",
+        "nps_score_min": SCORE_MIN,
+        "nps_score_max": SCORE_MAX,
+    }
+
+
+def suite_parameter_names(data: Mapping[str, Any]) -> set[str]:
+    """Every placeholder name the suite uses."""
+    names: set[str] = set()
+    for expectation in data["expectations"]:
+        for value in (expectation.get("kwargs") or {}).values():
+            if isinstance(value, Mapping) and PARAMETER in value:
+                names.add(value[PARAMETER])
+    return names
 
 
 # Kwargs that name the columns an expectation reads.
@@ -223,14 +252,21 @@ def _widened(series: pd.Series) -> pd.Series | None:
     return None
 
 
-def validate(df: pd.DataFrame, suite: str | Path | Mapping[str, Any]) -> ValidationOutcome:
-    """Runs the suite (a name, a file, or the suite's dict) on the whole frame."""
+def validate(
+    df: pd.DataFrame, suite: str | Path | Mapping[str, Any], parameters: Mapping[str, Any] | None = None
+) -> ValidationOutcome:
+    """Runs the suite (a name, a file, or the suite's dict) on the whole frame, its placeholders
+    filled from ``parameters`` (see :func:`suite_parameters`)."""
     suite_data = dict(suite) if isinstance(suite, Mapping) else load_suite_dict(suite)
+    missing = sorted(suite_parameter_names(suite_data) - set(parameters or {}))
+    if missing:
+        raise ValueError(f"suite {suite_data['name']} needs the parameters {missing}; known: {sorted(parameters or {})}")
     frame, widened = _gx_frame(df, suite_columns(suite_data))
     with _lock:
         definition = _validation_definition(suite_data)
         result = definition.run(
             batch_parameters={"dataframe": frame},
+            expectation_parameters=dict(parameters or {}),
             result_format={"result_format": "SUMMARY", "partial_unexpected_count": SAMPLE_SIZE},
         )
     # GX returns results in its own order: report failures in the suite's order.

@@ -16,13 +16,12 @@ date(s) — the slices the run just built — and a mart without one whole.
 
 import math
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Mapping, Sequence
 
 import dagster as dg
 import pandas as pd
 
 from . import quality
-from .partitions import AS_OF_PARTITIONS
 from .raw_contract import RAW_SOURCES
 from .resources import LoyaltySettings
 from .warehouse import connect, quote_identifier
@@ -101,22 +100,23 @@ def read_table(
 def run_suite(
     suite: str,
     warehouse: Path,
+    parameters: Mapping[str, Any],
     sample_rows: int | None = RAW_SAMPLE_ROWS,
     as_of_dates: Sequence[str] | None = None,
 ) -> dg.AssetCheckResult:
     """Validates ``<schema>.<table>`` of the warehouse against the suite of the same name.
 
-    The first pass reads only the columns the suite's expectations name (raw tables: 2 of 9, no
+    ``parameters`` fill the suite's placeholders (quality.suite_parameters). The first pass reads only the columns the suite's expectations name (raw tables: 2 of 9, no
     strings to convert). Only if it fails, a second pass reads the same rows whole and validates
     them again, for the failed expectations' sample rows (whole rows, the issue contract)."""
     schema, table = suite.split(".")
     suite_data = quality.load_suite_dict(suite)
     columns = quality.suite_columns(suite_data)
     frame, total, chosen = read_table(warehouse, schema, table, sample_rows, as_of_dates, columns=columns or None)
-    outcome = quality.validate(frame, suite_data)
+    outcome = quality.validate(frame, suite_data, parameters)
     if not outcome.success and columns:
         whole, total, chosen = read_table(warehouse, schema, table, sample_rows, as_of_dates)
-        detailed = quality.validate(whole, suite_data)
+        detailed = quality.validate(whole, suite_data, parameters)
         if not detailed.success:  # the same rows: it fails again, now with whole sample rows
             outcome = detailed
     failed = [
@@ -148,7 +148,7 @@ def run_suite(
     )
 
 
-def build_suite_check(suite: str) -> dg.AssetChecksDefinition:
+def build_suite_check(suite: str, partitions_def: dg.PartitionsDefinition) -> dg.AssetChecksDefinition:
     raw = suite.startswith("raw.")
 
     @dg.asset_check(
@@ -165,15 +165,19 @@ def build_suite_check(suite: str) -> dg.AssetChecksDefinition:
         ),
         metadata={"suite": f"expectations/{suite}.json"},
         # The same as-of partitions as every asset: a run checks what it built for its date(s).
-        partitions_def=AS_OF_PARTITIONS,
+        partitions_def=partitions_def,
     )
     def _check(context: dg.AssetCheckExecutionContext, settings: LoyaltySettings) -> dg.AssetCheckResult:
         dates = context.partition_keys if context.has_partition_key or context.has_partition_key_range else None
-        result = run_suite(suite, settings.loyalty_config().warehouse_path, as_of_dates=dates)
+        config = settings.loyalty_config()
+        parameters = quality.suite_parameters(config, settings.today())
+        result = run_suite(suite, config.warehouse_path, parameters, as_of_dates=dates)
         context.log.info(f"{check_name(suite)}: {result.description}")
         return result
 
     return _check
 
 
-QUALITY_CHECKS: list[dg.AssetChecksDefinition] = [build_suite_check(suite) for suite in quality.suite_names()]
+def build_quality_checks(partitions_def: dg.PartitionsDefinition) -> list[dg.AssetChecksDefinition]:
+    """One blocking check per suite in expectations/."""
+    return [build_suite_check(suite, partitions_def) for suite in quality.suite_names()]

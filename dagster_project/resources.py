@@ -1,4 +1,4 @@
-"""Run settings as a Dagster resource: the as-of date plus the LoyaltyConfig of config.py."""
+"""Run settings as a Dagster resource: the as-of date plus the run's effective LoyaltyConfig."""
 
 
 import datetime as dt
@@ -7,26 +7,35 @@ from pathlib import Path
 
 import dagster as dg
 
-from .config import LoyaltyConfig, load_config, yesterday
+from .config import LoyaltyConfig, from_json, resolve_config, yesterday
 
 
 class LoyaltySettings(dg.ConfigurableResource):
-    """Where the files are and which as-of date a run computes. Empty values mean the defaults:
-    the project's loyalty.yml (or built-in defaults) and as-of = yesterday."""
+    """The effective configuration of a run and the as-of date it computes.
 
+    ``config_json`` is the configuration the CLI (or a test) resolved once: every step reads that
+    one object. Left empty (``dagster dev``, the daemon), each step resolves it the same way at run
+    time: the defaults, then ``$LOYALTY_CONFIG`` or ``loyalty.yml``; ``config_file`` and the path
+    fields are kept for runs configured in the Dagster UI. Empty as-of date: yesterday."""
+
+    config_json: str = ""
     config_file: str = ""
     as_of_date: str = ""
     raw_dir: str = ""
     warehouse: str = ""
-    # JSON of LoyaltyConfig overrides set by the CLI (so flags win over the file).
+    # JSON of LoyaltyConfig overrides (flags win over the file); ignored with config_json.
     overrides_json: str = "{}"
     # The calendar day of the run (rows dated after it are quarantined as future); empty: today.
     run_date: str = ""
 
     def loyalty_config(self) -> LoyaltyConfig:
-        base = load_config(self.config_file or None)
-        return base.with_overrides(
-            raw_dir=self.raw_dir or None, warehouse=self.warehouse or None, **json.loads(self.overrides_json)
+        if self.config_json:
+            return from_json(self.config_json)
+        return resolve_config(
+            self.config_file or None,
+            raw_dir=self.raw_dir or None,
+            warehouse=self.warehouse or None,
+            **json.loads(self.overrides_json),
         )
 
     def as_of(self) -> dt.date:

@@ -7,7 +7,9 @@ import dataclasses
 import datetime as dt
 import fcntl
 import json
+import logging
 import re
+import sys
 import uuid
 from pathlib import Path
 from typing import Iterator, Sequence
@@ -15,11 +17,39 @@ from typing import Iterator, Sequence
 import dagster as dg
 
 from . import run_log
-from .definitions import ALL_ASSETS, QUALITY_CHECKS, build_resources
-from .partitions import AS_OF_PARTITIONS
+from .definitions import build_asset_graph, build_resources
 from .resources import LoyaltySettings
 
 RUN_JOB = "loyalty_run"
+# Dagster's events of a run: one line each on the terminal, whole (tracebacks included) in the
+# command's log file (the root logger's handlers, see cli._log_to_file).
+RUN_LOGGER = "loyalty.run"
+QUALIFIED_ERROR = re.compile(r"^dagster_project(\.\w+)+: ")
+
+
+class OneLineFormatter(logging.Formatter):
+    """The first line of a record only: a step failure's traceback belongs in the log file."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        text = logging.Formatter.format(self, record)
+        first, _, rest = text.partition("\n")
+        return first + (" [details in the log]" if rest.strip() else "")
+
+
+@dg.logger(
+    config_schema={"log_level": dg.Field(str, is_required=False, default_value="INFO")},
+    description="Dagster's events as one line each on stderr; whole records to the Python log.",
+)
+def terminal_logger(init_context: dg.InitLoggerContext) -> logging.Logger:
+    level = logging.getLevelName(init_context.logger_config["log_level"].upper())
+    # Not registered with logging (as Dagster's own console logger): a new one per run, its parent
+    # the run logger, so whole records still reach the log file's handler on the root logger.
+    logger = logging.Logger(RUN_LOGGER, level=level)
+    logger.parent = logging.getLogger(RUN_LOGGER)
+    terminal = logging.StreamHandler(sys.stderr)
+    terminal.setFormatter(OneLineFormatter("%(asctime)s - dagster - %(levelname)s - %(message)s"))
+    logger.addHandler(terminal)
+    return logger
 
 
 @dataclasses.dataclass(frozen=True)
@@ -51,11 +81,13 @@ def run_lock(warehouse: Path) -> Iterator[None]:
 
 
 def _run_job(settings: LoyaltySettings) -> dg.JobDefinition:
+    graph = build_asset_graph(settings.loyalty_config())
     return dg.Definitions(
-        assets=ALL_ASSETS,
-        asset_checks=QUALITY_CHECKS,
-        jobs=[dg.define_asset_job(RUN_JOB, selection=dg.AssetSelection.all(), partitions_def=AS_OF_PARTITIONS)],
+        assets=graph.assets,
+        asset_checks=graph.checks,
+        jobs=[dg.define_asset_job(RUN_JOB, selection=dg.AssetSelection.all(), partitions_def=graph.partitions_def)],
         resources=build_resources(settings),
+        loggers={"console": terminal_logger},
         executor=dg.in_process_executor,
     ).resolve_job_def(RUN_JOB)
 
@@ -128,7 +160,9 @@ def first_failure(result: dg.ExecuteInProcessResult) -> str:
             while error is not None and error.cause is not None and error.message.startswith("dagster._core.errors."):
                 error = error.cause
             message = (error.message if error else "unknown error").strip().splitlines()
-            return f"{event.step_key}: {_dbt_error(message) or (message[0] if message else 'failed')}"
+            # Our own errors say what is wrong in their message; their module path says nothing.
+            first = QUALIFIED_ERROR.sub("", message[0]) if message else "failed"
+            return f"{event.step_key}: {_dbt_error(message) or first}"
     return "run failed before any step ran"
 
 

@@ -440,21 +440,24 @@ def generate_sample(
     for yr in range(start.year, as_of.year + 1):
         rows = np.flatnonzero(t_year == yr)
         part = transactions.take(pa.array(rows))
-        if yr == as_of.year:
+        if len(rows) == 0:
+            pass  # a year without rows (a small sample) gets no file: a header-only file is rejected
+        elif yr == as_of.year:
             name = f"transactions_{yr}.parquet"
             pq.write_table(part, tx_dir / name, compression="zstd", store_schema=True)
         else:
             name = f"transactions_{yr}.csv"
             pa_csv.write_csv(part, tx_dir / name, csv_opts)
-        written_tx.add(name)
-        files.append(f"transactions/{name}")
+        if len(rows):
+            written_tx.add(name)
+            files.append(f"transactions/{name}")
 
-        name = f"nps_responses_{yr}.csv"
-        nps_frame.iloc[np.flatnonzero(r_year == yr)].to_csv(
-            nps_dir / name, index=False, encoding="utf-8", lineterminator="\n"
-        )
-        written_nps.add(name)
-        files.append(f"nps/{name}")
+        answers = np.flatnonzero(r_year == yr)
+        if len(answers):
+            name = f"nps_responses_{yr}.csv"
+            nps_frame.iloc[answers].to_csv(nps_dir / name, index=False, encoding="utf-8", lineterminator="\n")
+            written_nps.add(name)
+            files.append(f"nps/{name}")
 
     _remove_stale(tx_dir, _TXN_FILE_RE, written_tx)
     _remove_stale(nps_dir, _NPS_FILE_RE, written_nps)

@@ -5,74 +5,81 @@ import datetime as dt
 import json
 import uuid
 from pathlib import Path
-from typing import Sequence
+from typing import Any, Mapping, Sequence
 
 import dagster as dg
 import duckdb
-from dagster_dbt import DbtCliResource, dbt_assets
+from dagster_dbt import DagsterDbtTranslator, DbtCliResource, dbt_assets
 
 from .dbt_project import (
     DBT_PROJECT_DIR,
-    MEMORY_LIMIT_ENV,
-    TEMP_DIR_ENV,
-    WAREHOUSE_ENV,
     constant_dbt_vars,
+    dbt_environment,
     dbt_project,
     environment,
     partial_parse_key,
     save_partial_parse,
     seed_partial_parse,
 )
-from .partitions import AS_OF_PARTITIONS, SINGLE_RUN, run_as_of_dates
+from .partitions import run_as_of_dates
 from .resources import LoyaltySettings
-from .warehouse import duckdb_settings
 
 # Customer-level marts (tag customer_level) hold the latest as-of date only.
 CUSTOMER_LEVEL_SELECTOR = "tag:customer_level+"
 
 
-@dbt_assets(
-    manifest=dbt_project().manifest_path,
-    project=dbt_project(),
-    name="loyalty_dbt_models",
-    partitions_def=AS_OF_PARTITIONS,
-    backfill_policy=SINGLE_RUN,  # a backfilled range is one dbt build over all its dates
-)
-def loyalty_dbt_models(context: dg.AssetExecutionContext, dbt: DbtCliResource, settings: LoyaltySettings):
-    config = settings.loyalty_config()
-    dates = run_as_of_dates(context, settings.as_of())
-    # Same --vars every run (business constants only): dbt keeps its partial parse. The dates go
-    # to ops.run_dates, read by the as_of_date()/run_dates() macros; the path to LOYALTY_WAREHOUSE.
-    variables = constant_dbt_vars(config)
-    args = ["build", "--vars", json.dumps(variables)]
-    if not config.run_dbt_unit_tests:
-        # Unit tests and the grain / column tests of staging and intermediate (tag dev_checks)
-        # belong to `make test` and CI; nightly keeps the business invariants and the mart tests.
-        args += ["--exclude-resource-type", "unit_test", "--exclude", "tag:dev_checks"]
-    newest = newest_published_as_of(config.warehouse_path)
-    if newest is not None and dates[-1] < newest:
-        # A backfill of older dates refreshes their slices but must not roll the customer-level
-        # marts (and the export built on them) back from the newer date they already hold.
-        context.log.info(f"backfill before {newest}: customer-level marts keep {newest}")
-        args += ["--exclude", CUSTOMER_LEVEL_SELECTOR]
-    write_run_dates(config.warehouse_path, dates)
-    context.log.info(f"dbt as-of dates: {', '.join(d.isoformat() for d in dates)}; vars: {json.dumps(variables)}")
-    # A target folder named like dagster-dbt's own (<op>-<run id>-<random>), seeded with the
-    # partial-parse state of the previous run on this warehouse with these vars.
-    target_path = DBT_PROJECT_DIR / "target" / f"{context.op_execution_context.op.name}-{context.run.run_id[:7]}-{uuid.uuid4().hex[:7]}"
-    key = partial_parse_key(config.warehouse_path, variables)
-    seed_partial_parse(target_path, key)
-    duckdb_resources = duckdb_settings(config, config.warehouse_path)
-    with environment({
-        WAREHOUSE_ENV: str(config.warehouse_path),
-        MEMORY_LIMIT_ENV: str(duckdb_resources["memory_limit"]),
-        TEMP_DIR_ENV: str(duckdb_resources["temp_directory"]),
-    }):
-        invocation = dbt.cli(args, context=context, target_path=target_path)
-    try:
-        yield from invocation.stream()
-    finally:
-        save_partial_parse(target_path, key)
+class LayerGroupsTranslator(DagsterDbtTranslator):
+    """Every dbt model in the Dagster group of its layer (its folder under models/: staging,
+    intermediate, marts), so the UI shows the architecture instead of one `default` group."""
+
+    def get_group_name(self, dbt_resource_props: Mapping[str, Any]) -> str | None:
+        fqn = dbt_resource_props.get("fqn") or []
+        return fqn[1] if len(fqn) > 2 else super().get_group_name(dbt_resource_props)
+
+
+def build_dbt_assets(partitions_def: dg.PartitionsDefinition, backfill_policy: dg.BackfillPolicy) -> dg.AssetsDefinition:
+    """The dbt project as one multi-asset (built when the definitions are, from the manifest)."""
+
+    @dbt_assets(
+        manifest=dbt_project().manifest_path,
+        project=dbt_project(),
+        dagster_dbt_translator=LayerGroupsTranslator(),
+        name="loyalty_dbt_models",
+        partitions_def=partitions_def,
+        backfill_policy=backfill_policy,  # a backfilled range is one dbt build over all its dates
+    )
+    def loyalty_dbt_models(context: dg.AssetExecutionContext, dbt: DbtCliResource, settings: LoyaltySettings):
+        config = settings.loyalty_config()
+        dates = run_as_of_dates(context, settings.as_of())
+        # Same --vars every run (business constants only): dbt keeps its partial parse. The dates go
+        # to ops.run_dates, read by the as_of_date()/run_dates() macros; the path to LOYALTY_WAREHOUSE.
+        variables = constant_dbt_vars(config)
+        args = ["build", "--vars", json.dumps(variables)]
+        if not config.run_dbt_unit_tests:
+            # Unit tests and the grain / column tests of staging and intermediate (tag dev_checks)
+            # belong to `make test` and CI; nightly keeps the business invariants and the mart tests.
+            args += ["--exclude-resource-type", "unit_test", "--exclude", "tag:dev_checks"]
+        newest = newest_published_as_of(config.warehouse_path)
+        if newest is not None and dates[-1] < newest:
+            # A backfill of older dates refreshes their slices but must not roll the customer-level
+            # marts (and the export built on them) back from the newer date they already hold.
+            context.log.info(f"backfill before {newest}: customer-level marts keep {newest}")
+            args += ["--exclude", CUSTOMER_LEVEL_SELECTOR]
+        write_run_dates(config.warehouse_path, dates)
+        context.log.info(f"dbt as-of dates: {', '.join(d.isoformat() for d in dates)}; vars: {json.dumps(variables)}")
+        # A target folder named like dagster-dbt's own (<op>-<run id>-<random>), seeded with the
+        # partial-parse state of the previous run on this warehouse with these vars.
+        target_path = DBT_PROJECT_DIR / "target" / f"{context.op_execution_context.op.name}-{context.run.run_id[:7]}-{uuid.uuid4().hex[:7]}"
+        key = partial_parse_key(config.warehouse_path, variables)
+        seed_partial_parse(target_path, key)
+        with environment(dbt_environment(config)):
+            invocation = dbt.cli(args, context=context, target_path=target_path)
+        try:
+            yield from invocation.stream()
+        finally:
+            save_partial_parse(target_path, key)
+
+    return loyalty_dbt_models
 
 
 def write_run_dates(warehouse: Path, dates: Sequence[dt.date]) -> None:

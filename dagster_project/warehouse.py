@@ -33,6 +33,30 @@ def connect(
         connection.close()
 
 
+# A DuckDB database file has this magic at byte 8 (DuckDB's storage header).
+DUCKDB_MAGIC = b"DUCK"
+
+
+class NotAWarehouse(ValueError):
+    """The warehouse path names a file that is not a DuckDB database."""
+
+
+def check_warehouse_file(path: Path) -> None:
+    """Raises NotAWarehouse when ``path`` exists and is not a DuckDB database file (a new path is
+    fine: the run creates it). Reads 12 bytes: no lock, no connection."""
+    if not path.exists():
+        return
+    if path.is_dir():
+        raise NotAWarehouse(f"warehouse {path} is a folder, not a DuckDB database file")
+    with open(path, "rb") as handle:
+        header = handle.read(12)
+    if header[8:12] != DUCKDB_MAGIC:
+        raise NotAWarehouse(
+            f"warehouse {path} is not a DuckDB database file: point --warehouse (or warehouse in the config) "
+            "at the warehouse, or at a new path to create one"
+        )
+
+
 def duckdb_settings(config: LoyaltyConfig, path: Path) -> dict[str, str | int | bool]:
     """Memory limit, threads, spill folder and insertion order for a large job on the warehouse
     at ``path``: the configured values, else a memory limit of 60 % of physical memory and the

@@ -1,5 +1,7 @@
 """Small builders and queries shared by the tests."""
 
+import datetime as dt
+import functools
 from pathlib import Path
 
 import duckdb
@@ -20,3 +22,19 @@ NPS_HEADER = ["response_id", "customer_id", "response_date", "score", "survey", 
 def query(warehouse: Path, sql: str, params=None) -> list[tuple]:
     with duckdb.connect(str(warehouse), read_only=True) as con:
         return con.execute(sql, params or []).fetchall()
+
+
+@functools.cache
+def default_graph():
+    """The asset graph of the default configuration (what `loyalty run` builds without a file)."""
+    from dagster_project.config import LoyaltyConfig
+    from dagster_project.definitions import build_asset_graph
+
+    return build_asset_graph(LoyaltyConfig())
+
+
+def default_suite_parameters(today: dt.date | None = None) -> dict:
+    from dagster_project.config import LoyaltyConfig
+    from dagster_project.quality import suite_parameters
+
+    return suite_parameters(LoyaltyConfig(), today or dt.date.today())

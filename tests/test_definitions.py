@@ -1,8 +1,16 @@
-"""The code location loads with exactly the expected assets and checks: a rename is noticed."""
+"""The code location loads with exactly the expected assets, checks and groups: a rename is
+noticed; partitions and the schedule come from the configuration it is built with."""
+
+import datetime as dt
+import subprocess
+import sys
+from pathlib import Path
+from zoneinfo import ZoneInfo
 
 import dagster as dg
 
-from dagster_project.definitions import defs
+from dagster_project.config import PROJECT_ROOT, LoyaltyConfig
+from dagster_project.definitions import build_definitions, defs
 
 EXPECTED_ASSET_KEYS = {
     "raw/transactions",
@@ -30,32 +38,58 @@ EXPECTED_ASSET_KEYS = {
 }
 
 
+def default_graph():
+    return build_definitions(LoyaltyConfig()).resolve_asset_graph()
+
+
 def test_asset_keys_snapshot():
-    graph = defs.resolve_asset_graph()
-    keys = {key.to_user_string() for key in graph.get_all_asset_keys()}
+    keys = {key.to_user_string() for key in default_graph().get_all_asset_keys()}
     assert keys == EXPECTED_ASSET_KEYS
 
 
+def test_dbt_models_sit_in_the_group_of_their_layer():
+    graph = default_graph()
+    groups = {key.to_user_string(): graph.get(key).group_name for key in graph.get_all_asset_keys()}
+    for key, group in groups.items():
+        layer = key.split("/")[0]
+        expected = {"raw": "ingest", "exports": "export", "published": "publish"}.get(layer, layer)
+        assert group == expected, key
+    assert {groups[key] for key in groups if key.split("/")[0] in ("staging", "intermediate", "marts")} == {
+        "staging", "intermediate", "marts"
+    }
+
+
+def test_the_code_location_is_called_loyalty_warehouse():
+    """`make dev` runs `dagster dev` without -m, so Dagster loads pyproject's [tool.dagster]:
+    its own validation names the location."""
+    dagster = Path(sys.executable).with_name("dagster")
+    done = subprocess.run([str(dagster), "definitions", "validate"], cwd=PROJECT_ROOT, capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert "loyalty_warehouse" in done.stdout + done.stderr
+    makefile = (PROJECT_ROOT / "Makefile").read_text()
+    assert "$(BIN)/dagster dev\n" in makefile
+
+
+def test_dagster_dev_loads_the_definitions_lazily():
+    # @dg.definitions: nothing is built (or configuration read) when the module is imported.
+    assert callable(defs) and isinstance(defs(), dg.Definitions)
+
+
 def test_raw_assets_feed_the_dbt_sources():
-    graph = defs.resolve_asset_graph()
-    parents = graph.get(dg.AssetKey(["staging", "stg_raw__transactions"])).parent_keys
+    parents = default_graph().get(dg.AssetKey(["staging", "stg_raw__transactions"])).parent_keys
     # Erasures feed every staging model, so the erasure step always runs before dbt.
     assert parents == {dg.AssetKey(["raw", "transactions"]), dg.AssetKey(["raw", "erasures"])}
 
 
 def test_every_mart_has_grain_checks():
-    graph = defs.resolve_asset_graph()
+    graph = default_graph()
     checked = {key.asset_key.to_user_string() for key in graph.asset_check_keys}
     marts = {key for key in EXPECTED_ASSET_KEYS if key.startswith("marts/")}
     assert marts <= checked
 
 
 def test_nightly_schedule_runs_yesterday_at_two_in_stockholm():
-    import datetime as dt
-    from zoneinfo import ZoneInfo
-
-    from dagster_project.schedules import nightly_schedule
-
+    nightly_schedule = build_definitions(LoyaltyConfig()).get_schedule_def("nightly_schedule")
     assert nightly_schedule.cron_schedule == "0 2 * * *"
     assert nightly_schedule.execution_timezone == "Europe/Stockholm"
     context = dg.build_schedule_context(
@@ -66,7 +100,7 @@ def test_nightly_schedule_runs_yesterday_at_two_in_stockholm():
 
 
 def test_every_asset_is_partitioned_by_as_of_date_with_single_run_backfills():
-    graph = defs.resolve_asset_graph()
+    graph = default_graph()
     for key in graph.get_all_asset_keys():
         node = graph.get(key)
         assert node.partitions_def is not None, key

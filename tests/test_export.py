@@ -220,9 +220,9 @@ def test_erased_customer_is_in_no_export_file(two_dates):
 def _erasure_runs_before_dbt() -> bool:
     import dagster as dg
 
-    from dagster_project.definitions import defs
+    from .support import default_graph
 
-    graph = defs.resolve_asset_graph()
+    graph = dg.Definitions(assets=default_graph().assets).resolve_asset_graph()
     seen, todo = set(), [dg.AssetKey(["marts", "customer_segment_flags"])]
     while todo:
         key = todo.pop()
@@ -298,10 +298,11 @@ def test_pii_columns_only_when_configured(two_dates, tmp_path):
 def test_the_export_asset_follows_the_mart_and_the_erasure_step():
     import dagster as dg
 
-    from dagster_project.definitions import ALL_ASSETS, build_resources
-    from dagster_project.export import export_asset
+    from dagster_project.definitions import build_resources
 
-    graph = dg.Definitions(assets=[*ALL_ASSETS, export_asset], resources=build_resources()).resolve_asset_graph()
+    from .support import default_graph
+
+    graph = dg.Definitions(assets=default_graph().assets, resources=build_resources()).resolve_asset_graph()
     node = graph.get(dg.AssetKey(["exports", "segment_flags"]))
     assert node.parent_keys == {dg.AssetKey(["marts", "customer_segment_flags"]), dg.AssetKey(["raw", "erasures"])}
     checked = {key.name for key in graph.asset_check_keys if key.asset_key == dg.AssetKey(["marts", "customer_segment_flags"])}

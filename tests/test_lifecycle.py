@@ -13,11 +13,11 @@ import json
 import dagster as dg
 import pytest
 
-from dagster_project.definitions import ALL_ASSETS, build_resources
-from dagster_project.export import export_asset, file_names
+from dagster_project.definitions import build_resources
+from dagster_project.export import file_names
 from dagster_project.resources import LoyaltySettings
 
-from .support import NPS_HEADER, TRANSACTION_HEADER, query, write_csv
+from .support import NPS_HEADER, TRANSACTION_HEADER, default_graph, query, write_csv
 
 AS_OF = dt.date(2024, 12, 31)
 
@@ -40,9 +40,10 @@ CUSTOMERS = {
 
 def run_graph(settings: LoyaltySettings, *, export_only: bool = False) -> dg.ExecuteInProcessResult:
     """Materialises the graph plus the export like runner.run_pipeline (one partition = the as-of date)."""
-    partition = {"partition_key": settings.as_of().isoformat()} if export_asset.partitions_def else {}
+    export_asset = default_graph().asset("exports/segment_flags")
+    partition = {"partition_key": settings.as_of().isoformat()}
     return dg.materialize(
-        [*ALL_ASSETS, export_asset],
+        default_graph().assets,
         selection=[export_asset] if export_only else None,
         resources=build_resources(settings),
         raise_on_error=False,

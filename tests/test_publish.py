@@ -47,9 +47,9 @@ STATE_SQL = (
 
 
 def pipeline_assets() -> list:
-    from dagster_project.definitions import ALL_ASSETS
+    from .support import default_graph
 
-    return list(ALL_ASSETS)
+    return list(default_graph().assets)
 
 
 def run_with_publish(settings: LoyaltySettings):
@@ -210,9 +210,12 @@ def test_publishing_on_its_own_refuses_after_a_failed_mart_check(run, tmp_path):
     it looks at the latest evaluations of the checks on the marts."""
     import dagster as dg
     from dagster_project.definitions import build_resources
-    from dagster_project.publish import publish_asset
     from dagster_project.runner import first_failure
-    from dagster_project.transform import loyalty_dbt_models
+
+    from .support import default_graph
+
+    publish_asset = default_graph().asset("published/warehouse")
+    loyalty_dbt_models = default_graph().dbt_assets
 
     warehouse, _, _ = run
     publish_dir = tmp_path / "published"

@@ -10,13 +10,15 @@ import pandas as pd
 import pytest
 
 from dagster_project import quality
-from dagster_project.definitions import ALL_ASSETS, build_resources
-from dagster_project.quality_checks import QUALITY_CHECKS, check_names, read_table
+from dagster_project.definitions import build_resources
+from dagster_project.quality_checks import check_names, read_table
 from dagster_project.resources import LoyaltySettings
 from dagster_project.runner import first_failure
 from dagster_project.sample_data import generate_sample
 
-from .support import TRANSACTION_HEADER, write_csv
+from .support import TRANSACTION_HEADER, default_graph, default_suite_parameters, write_csv
+
+PARAMETERS = default_suite_parameters()
 
 SUITES = [
     "marts.customer_period_facts",
@@ -45,9 +47,8 @@ CHECK_STEPS = {f"{suite.replace('.', '__', 1)}_{suite.replace('.', '_')}_suite" 
 
 def materialize(settings: LoyaltySettings, instance: dg.DagsterInstance | None = None) -> dg.ExecuteInProcessResult:
     """As runner.run_pipeline, with the quality checks (until the runner lists them itself)."""
-    checks = [check for check in QUALITY_CHECKS if check not in ALL_ASSETS]
     return dg.materialize(
-        [*ALL_ASSETS, *checks],
+        [*default_graph().assets, *default_graph().checks],
         resources=build_resources(settings),
         instance=instance,
         partition_key=settings.as_of().isoformat(),
@@ -86,7 +87,7 @@ def sample_frames(sample_run):
 
 def test_one_gx_suite_per_asset():
     assert quality.suite_names() == SUITES
-    asset_keys = {key.to_user_string() for assets in ALL_ASSETS for key in assets.keys}
+    asset_keys = {key.to_user_string() for assets in default_graph().assets for key in assets.keys}
     for suite in SUITES:
         data = json.loads(quality.suite_path(suite).read_text(encoding="utf-8"))
         loaded = quality.load_suite(suite)  # GX itself parses every expectation
@@ -103,7 +104,7 @@ def test_suite_columns_exist_in_the_tables(sample_frames):
 
 
 def test_one_blocking_check_per_suite():
-    specs = [spec for check in QUALITY_CHECKS for spec in check.check_specs]
+    specs = [spec for check in default_graph().checks for spec in check.check_specs]
     assert sorted((spec.asset_key.to_user_string(), spec.name) for spec in specs) == sorted(
         (suite.replace(".", "/"), suite.replace(".", "_") + "_suite") for suite in SUITES
     )
@@ -125,13 +126,13 @@ def transactions_frame(amounts: list[float]) -> pd.DataFrame:
 
 
 def test_adapter_passes_a_good_frame():
-    outcome = quality.validate(transactions_frame([100.0, 250.5, -20.0, 80.0, 999_999.0]), "raw.transactions")
+    outcome = quality.validate(transactions_frame([100.0, 250.5, -20.0, 80.0, 999_999.0]), "raw.transactions", PARAMETERS)
     assert (outcome.success, outcome.rows, outcome.evaluated, outcome.failed) == (True, 5, 4, ())
     assert outcome.summary() == "all 4 expectations of raw.transactions passed on 5 rows"
 
 
 def test_adapter_names_the_failed_expectation_with_values_and_rows():
-    outcome = quality.validate(transactions_frame([100.0, 5e7, 30.0, 5e7, 10.0]), "raw.transactions")
+    outcome = quality.validate(transactions_frame([100.0, 5e7, 30.0, 5e7, 10.0]), "raw.transactions", PARAMETERS)
     assert outcome.success is False
     [failed] = outcome.failed
     assert (failed.type, failed.column, failed.observed) == ("expect_column_values_to_be_between", "amount", "2 unexpected values (40%)")
@@ -150,7 +151,7 @@ def test_adapter_reports_aggregates_and_errors():
             {"type": "expect_column_values_to_be_between", "kwargs": {"column": "missing", "min_value": 0}},
         ],
     }
-    outcome = quality.validate(transactions_frame([1.0, 2.0]), suite)
+    outcome = quality.validate(transactions_frame([1.0, 2.0]), suite, PARAMETERS)
     assert [(f.type, f.column) for f in outcome.failed] == [
         ("expect_table_row_count_to_be_between", None),
         ("expect_column_values_to_be_between", "missing"),
@@ -160,15 +161,38 @@ def test_adapter_reports_aggregates_and_errors():
     assert outcome.summary() == "expect_table_row_count_to_be_between observed 2 (+1 more failed)"
 
 
+def test_suite_bounds_that_are_settings_come_from_the_configuration():
+    """business_start_date is written once (config): the raw suites take it as a parameter, so a
+    history from 1997 passes with business_start_date 1997-01-01 and fails with the default."""
+    import datetime as dt
+
+    from dagster_project.config import LoyaltyConfig
+
+    frame = transactions_frame([10.0, 20.0])
+    frame["transaction_date"] = pd.to_datetime(["1997-03-01", "1998-06-30"]).astype("datetime64[us]")
+    today = dt.date(1998, 7, 1)
+    old = quality.suite_parameters(LoyaltyConfig(business_start_date="1997-01-01"), today)
+    assert quality.validate(frame, "raw.transactions", old).success
+    default = quality.suite_parameters(LoyaltyConfig(), today)
+    [failed] = quality.validate(frame, "raw.transactions", default).failed
+    assert (failed.column, failed.kwargs["min_value"]) == ("transaction_date", f"{LoyaltyConfig().business_start_date}T00:00:00")
+    # The run's day is the upper bound, as in ingest: a row dated after it fails.
+    later = quality.suite_parameters(LoyaltyConfig(business_start_date="1997-01-01"), dt.date(1998, 1, 1))
+    [failed] = quality.validate(frame, "raw.transactions", later).failed
+    assert failed.observed == "1 unexpected value (50%)"
+    with pytest.raises(ValueError, match="needs the parameters"):
+        quality.validate(frame, "raw.transactions", {})
+
+
 def test_adapter_picks_up_a_changed_suite():
     frame = transactions_frame([5.0, 50.0])
     suite = {
         "name": "adhoc.changing",
         "expectations": [{"type": "expect_column_values_to_be_between", "kwargs": {"column": "amount", "max_value": 10}}],
     }
-    assert quality.validate(frame, suite).summary() == "expect_column_values_to_be_between(amount) observed 1 unexpected value (50%)"
+    assert quality.validate(frame, suite, PARAMETERS).summary() == "expect_column_values_to_be_between(amount) observed 1 unexpected value (50%)"
     suite["expectations"][0]["kwargs"]["max_value"] = 100
-    assert quality.validate(frame, suite).success
+    assert quality.validate(frame, suite, PARAMETERS).success
 
 
 def test_suite_columns_are_what_the_expectations_read():
@@ -198,7 +222,7 @@ def test_adapter_gives_gx_the_suite_columns_in_vectorised_dtypes(sample_frames):
 def test_adapter_still_catches_dates_beyond_the_nanosecond_range():
     frame = transactions_frame([1.0, 2.0, 3.0])
     frame["transaction_date"] = pd.Series(["2024-03-01", "9999-12-31", "1500-01-01"], dtype="datetime64[us]")
-    outcome = quality.validate(frame, "raw.transactions")
+    outcome = quality.validate(frame, "raw.transactions", PARAMETERS)
     [failed] = outcome.failed
     assert (failed.column, failed.observed) == ("transaction_date", "2 unexpected values (66.7%)")
     assert failed.unexpected_values == ["9999-12-31", "1500-01-01"]
@@ -211,13 +235,13 @@ def test_adapter_reports_nullable_integers_as_the_frame_has_them():
         "value_decile": pd.array([2, None, 11, 5], dtype="Int32"),
         "refund_amount": [0.0, 0.0, 0.0, 0.0],
     })
-    [failed] = quality.validate(frame, "marts.customer_period_facts").failed
+    [failed] = quality.validate(frame, "marts.customer_period_facts", PARAMETERS).failed
     assert (failed.column, failed.observed, failed.unexpected_values) == ("value_decile", "1 unexpected value (33.3%)", [11])
     assert failed.unexpected_rows == [{"value_share": 0.3, "value_decile": 11, "refund_amount": 0.0}]
 
 
 def test_adapter_prints_no_progress_bar(capfd, sample_frames):
-    outcome = quality.validate(sample_frames["raw.transactions"], "raw.transactions")
+    outcome = quality.validate(sample_frames["raw.transactions"], "raw.transactions", PARAMETERS)
     captured = capfd.readouterr()
     assert outcome.success
     assert "Calculating Metrics" not in captured.err
@@ -227,7 +251,8 @@ def test_adapter_prints_no_progress_bar(capfd, sample_frames):
 def corrupt(frame: pd.DataFrame, expectation: dict) -> pd.DataFrame:
     """The frame broken for exactly this expectation: one row out of range (every row for `mostly`),
     or no rows for a volume rule."""
-    kwargs = expectation["kwargs"]
+    # Placeholders take the values a run gives them (quality.suite_parameters).
+    kwargs = {k: PARAMETERS[v["$PARAMETER"]] if isinstance(v, dict) else v for k, v in expectation["kwargs"].items()}
     if expectation["type"] == "expect_table_row_count_to_be_between":
         return frame.iloc[0:0]
     assert expectation["type"] == "expect_column_values_to_be_between", expectation
@@ -258,8 +283,8 @@ EXPECTATIONS = [
 @pytest.mark.parametrize(("suite", "index"), EXPECTATIONS)
 def test_every_expectation_fails_on_bad_data_and_only_it(sample_frames, suite, index):
     expectation = quality.load_suite_dict(suite)["expectations"][index]
-    assert quality.validate(sample_frames[suite], suite).success
-    outcome = quality.validate(corrupt(sample_frames[suite], expectation), suite)
+    assert quality.validate(sample_frames[suite], suite, PARAMETERS).success
+    outcome = quality.validate(corrupt(sample_frames[suite], expectation), suite, PARAMETERS)
     assert outcome.success is False
     assert [(f.type, f.column, f.kwargs.get("mostly")) for f in outcome.failed] == [
         (expectation["type"], expectation["kwargs"].get("column"), expectation["kwargs"].get("mostly"))
@@ -315,7 +340,7 @@ def test_check_fails_on_a_bad_raw_row_and_names_the_expectation(sample_run, tmp_
             "insert into raw.transactions select * replace ('TBAD' as transaction_id, 50000000 as amount)"
             " from raw.transactions limit 1"
         )
-    [check] = [c for c in QUALITY_CHECKS if {s.name for s in c.check_specs} == {"raw_transactions_suite"}]
+    [check] = [c for c in default_graph().checks if {s.name for s in c.check_specs} == {"raw_transactions_suite"}]
     result = check(dg.build_asset_check_context(resources={"settings": LoyaltySettings(warehouse=str(warehouse))}))
     assert result.passed is False
     assert result.severity == dg.AssetCheckSeverity.ERROR

@@ -1,5 +1,6 @@
 {#- One row per as-of date of the run and period, k = 0 the latest:
-    (as_of − P·(k+1) months, as_of − P·k months]. Periods reach back to the oldest dated row. -#}
+    (as_of − P·(k+1) months, as_of − P·k months]. Periods reach back to the oldest dated row,
+    at most max_periods of them (config; by default as many as the history holds). -#}
 with
 
 transactions as (
@@ -26,7 +27,7 @@ first_date as (
 ),
 
 series as (
-    {{ integer_series(3) }}
+    {{ integer_series(4) }}
 ),
 
 periods as (
@@ -37,6 +38,7 @@ periods as (
         {{ period_end('series.n', 'run_dates.as_of_date') }} as period_end
     from run_dates
     cross join series
+    where series.n < {{ var('max_periods') }}
 ),
 
 spine as (
