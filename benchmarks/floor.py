@@ -15,13 +15,28 @@ if __package__ in (None, ""):
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from benchmarks import figures  # noqa: E402
+from dagster_project.config import LoyaltyConfig  # noqa: E402
 
 FLOOR_SQL = Path(__file__).resolve().parent / "floor.sql"
 
 
-def script(raw_dir: Path | str, as_of: dt.date) -> str:
+def script(raw_dir: Path | str, as_of: dt.date, config: LoyaltyConfig | None = None) -> str:
+    """floor.sql with its placeholders filled: the paths and dates, and the business constants
+    of ``config`` (default: the default config)."""
+    config = config or LoyaltyConfig()
     raw = str(Path(raw_dir).resolve()).replace("'", "''")
-    return FLOOR_SQL.read_text().replace("__RAW_DIR__", raw).replace("__AS_OF__", as_of.isoformat())
+    values = {
+        "__RAW_DIR__": raw,
+        "__AS_OF__": as_of.isoformat(),
+        "__PERIOD_MONTHS__": str(int(config.period_months)),
+        "__CUT_SUPER__": repr(float(config.segment_cutoffs["super"])),
+        "__CUT_TOP__": repr(float(config.segment_cutoffs["top"])),
+        "__CUT_MIDDLE__": repr(float(config.segment_cutoffs["middle"])),
+    }
+    text = FLOOR_SQL.read_text()
+    for placeholder, value in values.items():
+        text = text.replace(placeholder, value)
+    return text
 
 
 def run_floor(raw_dir: Path | str, as_of: dt.date, *, threads: int | None = None,

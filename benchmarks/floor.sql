@@ -2,15 +2,16 @@
 -- ONE hand-written DuckDB script straight from the landing CSV files, in memory, no framework.
 -- It is what the data costs at least; the pipeline's overhead is measured against it.
 --
--- Parameters (benchmarks/floor.py replaces the two quoted values by simple substitution; by hand:
--- edit them, then `duckdb < benchmarks/floor.sql` with a 2.x CLI):
+-- Parameters (benchmarks/floor.py replaces the __NAME__ placeholders by simple substitution, the
+-- business ones from dagster_project/config.py, where they are defined once; by hand: edit
+-- them, then `duckdb < benchmarks/floor.sql` with a 2.x CLI):
 SET VARIABLE raw_dir = '__RAW_DIR__';
 SET VARIABLE as_of = DATE '__AS_OF__';
-SET VARIABLE period_months = 12;
+SET VARIABLE period_months = __PERIOD_MONTHS__;
 -- Segment cut-offs (value share = active customers with strictly higher revenue / active customers).
-SET VARIABLE cut_super = 0.05;
-SET VARIABLE cut_top = 0.20;
-SET VARIABLE cut_middle = 0.70;
+SET VARIABLE cut_super = __CUT_SUPER__;
+SET VARIABLE cut_top = __CUT_TOP__;
+SET VARIABLE cut_middle = __CUT_MIDDLE__;
 
 -- 1. The landing rows, typed as the pipeline types them, exact duplicates counted once,
 --    nothing after the as-of date.

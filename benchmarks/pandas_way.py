@@ -26,10 +26,7 @@ if __package__ in (None, ""):
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from benchmarks import figures  # noqa: E402
-
-SEGMENTS = ["super", "top", "middle", "bottom"]
-CUTOFFS = (0.05, 0.20, 0.70)
-PERIOD_MONTHS = 12
+from dagster_project.config import SEGMENTS, LoyaltyConfig  # noqa: E402
 
 # Peak RSS per byte of transaction CSV, measured with this script on the benchmark data
 # (1M: 0.45 GB peak for 44 MB of CSV; 10M: 3.0 GB for 0.46 GB). Decides whether it can run at all.
@@ -41,41 +38,57 @@ def estimated_peak_bytes(csv_bytes: int) -> float:
     return BASE_BYTES + PEAK_BYTES_PER_CSV_BYTE * csv_bytes
 
 
-def period_bounds(as_of: dt.date, first_date: dt.date) -> list[tuple[int, pd.Timestamp, pd.Timestamp]]:
-    """(k, start, end) for every period back to first_date; month ends clamp (pandas DateOffset)."""
-    end_of = lambda k: (pd.Timestamp(as_of) - pd.DateOffset(months=PERIOD_MONTHS * k))  # noqa: E731
+def period_bounds(
+    as_of: dt.date, first_date: dt.date, period_months: int, max_periods: int | None = None
+) -> list[tuple[int, pd.Timestamp, pd.Timestamp]]:
+    """(k, start, end) for every period back to first_date (at most max_periods); month ends
+    clamp (pandas DateOffset)."""
+    end_of = lambda k: (pd.Timestamp(as_of) - pd.DateOffset(months=period_months * k))  # noqa: E731
     out = []
     k = 0
-    while end_of(k) >= pd.Timestamp(first_date):
+    while end_of(k) >= pd.Timestamp(first_date) and (max_periods is None or k < max_periods):
         out.append((k, end_of(k + 1) + pd.Timedelta(days=1), end_of(k)))
         k += 1
     return out
 
 
-def compute(raw_dir: Path | str, as_of: dt.date) -> dict:
+TX_DTYPES = {"transaction_id": "str", "customer_id": "str", "amount": "float64", "product_id": "str",
+             "channel": "str", "transaction_date": "str"}
+
+
+def _read_transactions(file: Path) -> pd.DataFrame:
+    if file.suffix == ".parquet":
+        return pd.read_parquet(file).astype({c: t for c, t in TX_DTYPES.items()})
+    return pd.read_csv(file, engine="pyarrow", dtype=TX_DTYPES)
+
+
+def compute(raw_dir: Path | str, as_of: dt.date, config: LoyaltyConfig | None = None) -> dict:
+    """The flows and CLV of ``config``'s periods and cut-offs (default: the default config);
+    rows before its business_start_date are left out, as ingest quarantines them."""
+    config = config or LoyaltyConfig()
+    period_months = config.period_months
+    cutoffs = [config.segment_cutoffs[name] for name in SEGMENTS[:-1]]
+    start = pd.Timestamp(config.business_start_date)
     raw = Path(raw_dir)
-    files = sorted((raw / "transactions").glob("*.csv"))
-    tx = pd.concat(
-        [pd.read_csv(f, engine="pyarrow", dtype={"transaction_id": "str", "customer_id": "str", "amount": "float64",
-                                                  "product_id": "str", "channel": "str", "transaction_date": "str"})
-         for f in files],
-        ignore_index=True,
-    )
+    files = sorted([*(raw / "transactions").glob("*.csv"), *(raw / "transactions").glob("*.parquet")])
+    tx = pd.concat([_read_transactions(f) for f in files], ignore_index=True)
     tx = tx.drop_duplicates()
     tx["transaction_date"] = pd.to_datetime(tx["transaction_date"].str.slice(0, 10), format="%Y-%m-%d")
-    tx = tx[tx["transaction_date"] <= pd.Timestamp(as_of)]
+    tx = tx[(tx["transaction_date"] <= pd.Timestamp(as_of)) & (tx["transaction_date"] >= start)]
     tx["cents"] = (tx["amount"] * 100).round().astype("int64")
 
     nps = pd.concat([pd.read_csv(f, usecols=["response_date"]) for f in sorted((raw / "nps").glob("*.csv"))]) \
         if any((raw / "nps").glob("*.csv")) else pd.DataFrame({"response_date": []})
     nps_dates = pd.to_datetime(nps["response_date"].astype(str).str.slice(0, 10), format="%Y-%m-%d")
-    first = min([tx["transaction_date"].min()] + list(nps_dates[nps_dates <= pd.Timestamp(as_of)].nsmallest(1)))
-    periods = period_bounds(as_of, first.date())
+    nps_dates = nps_dates[(nps_dates <= pd.Timestamp(as_of)) & (nps_dates >= start)]
+    first = min([tx["transaction_date"].min()] + list(nps_dates.nsmallest(1)))
+    periods = period_bounds(as_of, first.date(), period_months, config.max_periods)
 
     # Period index per row: periods are contiguous, so cut at their ends.
     ends = np.array([p[2] for p in periods][::-1], dtype="datetime64[ns]")  # ascending
     position = np.searchsorted(ends, tx["transaction_date"].to_numpy(), side="left")
     tx["period_index"] = len(periods) - 1 - position
+    tx = tx[tx["transaction_date"] >= periods[-1][1]]  # older than the oldest period (max_periods): not counted
 
     tx["is_purchase"] = tx["cents"] > 0
     per_customer = tx.groupby(["period_index", "customer_id"]).agg(
@@ -85,7 +98,7 @@ def compute(raw_dir: Path | str, as_of: dt.date) -> dict:
     active["above"] = active.groupby("period_index")["cents"].rank(method="min", ascending=False) - 1
     active["n"] = active.groupby("period_index")["customer_id"].transform("size")
     share = active["above"].astype("float64") / active["n"].astype("float64")
-    active["seg"] = np.select([share < CUTOFFS[0], share < CUTOFFS[1], share < CUTOFFS[2]], [1, 2, 3], 4)
+    active["seg"] = np.select([share < cutoffs[0], share < cutoffs[1], share < cutoffs[2]], [1, 2, 3], 4)
 
     first_active = active.groupby("customer_id")["period_index"].max().rename("first_k")
     flow_frames = []
@@ -111,7 +124,7 @@ def compute(raw_dir: Path | str, as_of: dt.date) -> dict:
         flow_frames.append(both.reset_index(drop=True))
     flows = pd.concat(flow_frames, ignore_index=True)
 
-    names = {1: "super", 2: "top", 3: "middle", 4: "bottom"}
+    names = dict(enumerate(SEGMENTS, start=1))
     flow_rows = []
     cells = flows.groupby(["period_index", "from_seg", "to_seg", "flow"], dropna=False).agg(
         customers=("flow", "size"), purchases=("purchases", "sum"), cents=("value_cents", "sum")
@@ -136,8 +149,8 @@ def compute(raw_dir: Path | str, as_of: dt.date) -> dict:
             base, lost = len(base_part), int((base_part["flow"] == "lost").sum())
             customers, purchases, cents = len(part), int(part["purchases"].sum()), int(part["cents"].sum())
             churn = lost / base if base else None
-            duration = (PERIOD_MONTHS / 12) / churn if churn else None
-            rpc = (cents / 100) / customers * 12 / PERIOD_MONTHS if customers else None
+            duration = (period_months / 12) / churn if churn else None
+            rpc = (cents / 100) / customers * 12 / period_months if customers else None
             clv = rpc * duration if rpc is not None and duration is not None else None
             rows[seg] = dict(
                 customers=customers, purchases=purchases, revenue=cents / 100,

@@ -15,6 +15,11 @@ def _ingest(context: dg.AssetExecutionContext, settings: LoyaltySettings, source
     fmt = LandingFormat(**dict(config.landing_formats).get(source.folder, {}))
     # Under the configured DuckDB memory limit / threads / spill folder: a large batch spills.
     with connect(config.warehouse_path, config=config) as con:
+        if source is TRANSACTIONS:  # once per run: what DuckDB really runs with (config duckdb_*)
+            memory, threads, temp = con.execute(
+                "select current_setting('memory_limit'), current_setting('threads'), current_setting('temp_directory')"
+            ).fetchone()
+            context.log.info(f"DuckDB settings: memory_limit {memory}, threads {threads}, temp_directory {temp}")
         outcomes = ingest_source(
             con, source, config.raw_path, skip_rejected=config.skip_rejected_files, limits=limits, fmt=fmt
         )
