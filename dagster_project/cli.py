@@ -59,9 +59,6 @@ def effective_config(args: argparse.Namespace) -> LoyaltyConfig:
 
 
 def _materialise(args: argparse.Namespace, config: LoyaltyConfig, dates: list[dt.date]) -> int:
-    from .resources import LoyaltySettings
-    from .runner import RunInProgress, run_pipeline
-
     try:
         check_run_dates(config, dates, dt.date.today())
     except RunDateError as error:
@@ -72,6 +69,10 @@ def _materialise(args: argparse.Namespace, config: LoyaltyConfig, dates: list[dt
         check_warehouse_file(config.warehouse_path)
     except NotAWarehouse as error:
         raise CannotStart(str(error)) from error
+    # Imported only now: a command that cannot start says so without loading Dagster and dbt.
+    from .resources import LoyaltySettings
+    from .runner import RunInProgress, run_pipeline
+
     settings = LoyaltySettings(config_json=to_json(config), as_of_date=dates[-1].isoformat())
     span = str(dates[0]) if len(dates) == 1 else f"{dates[0]} to {dates[-1]} ({len(dates)} dates, one run)"
     print(f"loyalty {args.command}: as of {span}, raw {config.raw_path}, warehouse {config.warehouse_path}", flush=True)
@@ -256,6 +257,10 @@ def main(argv: list[str] | None = None) -> int:
         LOGGER.error("loyalty %s: %s", args.command, error)
         _fail(args, str(error), config)
         return EXIT_CANNOT_START
+    except OSError as error:  # a file or folder the command cannot read or write (not a bug)
+        LOGGER.exception("loyalty %s failed", args.command)
+        _fail(args, f"{error.strerror or type(error).__name__}: {error.filename or _first_line(error)}", config)
+        return EXIT_RUN_FAILED
     except KeyboardInterrupt:
         LOGGER.error("loyalty %s: interrupted", args.command)
         _fail(args, "interrupted", config)

@@ -338,16 +338,25 @@ def test_export_pii_columns_and_consent_age(variant, baseline):
 # --- tiny landing folders for the settings that decide whether a run goes on --------------------
 
 
+@pytest.fixture(scope="module")
+def tiny_warehouse(tmp_path_factory) -> Path:
+    # One warehouse path for every tiny run (emptied before each): dbt re-parses the whole project
+    # for a new path, and keeps its partial parse for a known one.
+    return tmp_path_factory.mktemp("tiny_wh") / "w.duckdb"
+
+
 @pytest.fixture
-def tiny(tmp_path):
+def tiny(tmp_path, tiny_warehouse):
     raw = tmp_path / "raw"
     write_csv(raw / "transactions" / "t.csv", TRANSACTION_HEADER[:4], [("t1", "A", "2024-03-01", "10"), ("t2", "B", "2024-05-01", "20")])
 
     def config_file(**settings) -> Path:
+        for stale in tiny_warehouse.parent.glob(tiny_warehouse.name + "*"):
+            stale.unlink() if stale.is_file() else None
         file = tmp_path / f"config{len(list(tmp_path.glob('config*.yml')))}.yml"
         file.write_text(yaml.safe_dump({
-            "raw_dir": str(raw), "warehouse": str(tmp_path / f"{file.stem}.duckdb"), "export_dir": str(tmp_path / "exports"),
-            "publish_dir": str(tmp_path / "published"), "log_dir": str(tmp_path / "logs"), **settings,
+            "raw_dir": str(raw), "warehouse": str(tiny_warehouse), "export_dir": str(tmp_path / file.stem / "exports"),
+            "publish_dir": str(tmp_path / file.stem / "published"), "log_dir": str(tmp_path / "logs"), **settings,
         }))
         return file
 
