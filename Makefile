@@ -6,6 +6,11 @@ PYTHON ?= $(shell command -v python3.11 || command -v python3)
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
+# Every package of the environment at an exact version (and hash): `make lock` writes it from
+# pyproject.toml, `make setup` installs exactly it.
+LOCK := requirements.lock
+UV_VERSION := 0.13.8
+UV := $(BIN)/uv
 MANIFEST := dbt/target/manifest.json
 RAW_DIR ?= data/raw
 WAREHOUSE ?= data/warehouse.duckdb
@@ -13,18 +18,24 @@ DAGSTER_HOME := $(CURDIR)/.dagster_home
 # pip's "Location ... is ignored" notices about absent local mirrors are noise.
 PIP_QUIET := 2> >(grep -v "is ignored: it is neither a file nor a directory" >&2)
 
-.PHONY: help setup prepare sample run report status test bench dev clean
+.PHONY: help setup lock prepare sample run report status test bench dev clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
 
-$(STAMP): pyproject.toml
+$(STAMP): pyproject.toml $(LOCK)
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	@$(BIN)/python -c 'import sys; assert sys.version_info[:2] == (3, 11), "Python 3.11 is required, found " + sys.version' 
-	$(BIN)/pip install --quiet -e '.[dev]' $(PIP_QUIET)
+	@$(BIN)/python -c 'import sys; assert sys.version_info[:2] == (3, 11), "Python 3.11 is required, found " + sys.version'
+	@test -x $(UV) || $(BIN)/pip install --quiet uv==$(UV_VERSION) $(PIP_QUIET)
+	$(UV) pip sync --quiet --python $(BIN)/python --require-hashes $(LOCK)
+	$(UV) pip install --quiet --python $(BIN)/python --no-deps -e .
 	@touch $(STAMP)
 
-setup: $(STAMP) ## create .venv and install the package with its pinned dependencies
+setup: $(STAMP) ## create .venv and install exactly requirements.lock, then the package itself
+
+lock: ## re-resolve every dependency of pyproject.toml into requirements.lock (then: make setup)
+	@test -x $(UV) || $(BIN)/pip install --quiet uv==$(UV_VERSION) $(PIP_QUIET)
+	$(UV) pip compile pyproject.toml --extra dev --python-version 3.11 --generate-hashes --quiet -o $(LOCK)
 
 $(MANIFEST): $(STAMP) $(shell find dbt/models dbt/macros dbt/tests -type f 2>/dev/null) dbt/dbt_project.yml
 	$(BIN)/python -m dagster_project.dbt_project
