@@ -56,6 +56,7 @@ MART_NAMES = (
     "segment_retention",
     "segment_clv",
     "nps_by_segment",
+    "nps_by_flow",
     "customer_segment_flags",
     "lifecycle_kpis",
 )
