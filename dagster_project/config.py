@@ -63,6 +63,10 @@ class LoyaltyConfig:
     consent_max_age_days: int = 7
     # Published read-only copy for BI tools.
     publish_dir: str = "data/published"
+    # HTML KPI report (publish_dir/report/, dagster_project/kpi_report): the currency amounts are
+    # shown in, and the fewest answers a flow cell needs before the report shows its NPS.
+    currency: str = "SEK"
+    report_min_nps_responses: int = 30
     # Nightly schedule.
     schedule_cron: str = "0 2 * * *"
     schedule_timezone: str = "Europe/Stockholm"

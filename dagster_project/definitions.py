@@ -7,6 +7,8 @@ import dagster as dg
 from .dbt_project import LoyaltyDbtCliResource, dbt_executable, dbt_project
 from .export import EXPORT_ASSETS
 from .ingest_assets import INGEST_ASSETS
+from .kpi_report.assets import build_report_assets
+from .partitions import AS_OF_PARTITIONS, SINGLE_RUN
 from .publish import PUBLISH_ASSETS
 from .quality_checks import QUALITY_CHECKS
 from .resources import LoyaltySettings
@@ -24,7 +26,8 @@ def build_resources(settings: LoyaltySettings | None = None) -> dict:
     }
 
 
-ALL_ASSETS = [*INGEST_ASSETS, loyalty_dbt_models, *EXPORT_ASSETS, *PUBLISH_ASSETS]
+REPORT_ASSETS = build_report_assets(AS_OF_PARTITIONS, SINGLE_RUN)
+ALL_ASSETS = [*INGEST_ASSETS, loyalty_dbt_models, *EXPORT_ASSETS, *PUBLISH_ASSETS, *REPORT_ASSETS]
 
 defs = dg.Definitions(
     assets=ALL_ASSETS,
