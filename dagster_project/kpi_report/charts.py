@@ -211,10 +211,10 @@ def lorenz_curve(data: ReportData, config: LoyaltyConfig, highlight: tuple[float
 
 def pair_label(period_index: int, data: ReportData, config: LoyaltyConfig) -> str:
     """The label of the period pair k+1 → k: the later period's last day (S12 for the latest)."""
-    latest, previous = style.period_names(config)
-    if period_index == 0:
-        return f"{previous}→{latest}"
     end = style.period_bounds(data.as_of, period_index, config.period_months)[1]
+    if period_index == 0:
+        latest, previous = style.period_names(config)
+        return f"→ {end.isoformat()} ({previous}→{latest})"
     return f"→ {end.isoformat()}"
 
 
