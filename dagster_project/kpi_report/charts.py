@@ -259,7 +259,10 @@ def retention_trend(data: ReportData, config: LoyaltyConfig) -> go.Figure | None
     return _layout(figure, 340)
 
 
-def nps_by_segment(data: ReportData, config: LoyaltyConfig) -> go.Figure:
+def nps_by_segment(data: ReportData, config: LoyaltyConfig) -> go.Figure | None:
+    """NPS per segment, the latest two periods; None when neither has answers."""
+    if not data.nps_segments["period_index"].isin([0, 1]).any():
+        return None
     latest, previous = style.period_names(config)
     labels = style.segment_labels(config)
     figure = go.Figure()

@@ -301,8 +301,10 @@ def render_report(data: ReportData, config: LoyaltyConfig, generated_at: dt.date
         "clv-bars": charts.clv_bars(data, config),
         "lorenz": charts.lorenz_curve(data, config, point),
         "retention-pairs": charts.retention_over_pairs(data, config),
-        "nps-segments": charts.nps_by_segment(data, config),
     }
+    nps_chart = charts.nps_by_segment(data, config)
+    if nps_chart is not None:
+        figures["nps-segments"] = nps_chart
     if trend is not None:
         figures["retention-trend"] = trend
     if flow_cells is not None and not flow_cells.empty:
