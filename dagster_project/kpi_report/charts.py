@@ -171,14 +171,14 @@ def clv_bars(data: ReportData, config: LoyaltyConfig) -> go.Figure:
     )
     for column, values in ((1, segments["clv"]), (2, segments["portfolio_value"])):
         top = values.max() if values.notna().any() else 1
-        figure.update_yaxes(range=[0, 1.18 * float(top or 1)], tickformat="~s", row=1, col=column)
+        figure.update_yaxes(range=[0, 1.18 * float(top or 1)], exponentformat="B", row=1, col=column)
     return _layout(figure, 380, showlegend=False, margin=dict(l=60, r=20, t=48, b=40))
 
 
 def _short_money(value) -> str:
     if pd.isna(value):
         return style.MISSING
-    for size, suffix in ((1e9, " bn"), (1e6, " M"), (1e3, " k")):
+    for size, suffix in ((1e9, "B"), (1e6, "M"), (1e3, "k")):  # as the axis ticks (exponentformat B)
         if abs(value) >= size:
             return f"{value / size:.1f}{suffix}"
     return style.integer(value)
@@ -303,5 +303,5 @@ def nps_by_flow(cells: pd.DataFrame, config: LoyaltyConfig) -> go.Figure:
         hovertemplate="%{y} (%{customdata}): NPS %{x:.1f}<extra></extra>",
     ))
     figure.update_xaxes(title="NPS (answers in brackets)", range=[-110, 110], dtick=25)
-    figure.update_yaxes(type="category")
-    return _layout(figure, max(260, 26 * len(cells) + 90), margin=dict(l=160, r=30, t=20, b=48), showlegend=False)
+    figure.update_yaxes(type="category", autorange="reversed")  # the lowest first, as in the table
+    return _layout(figure, max(260, 24 * len(cells) + 90), margin=dict(l=160, r=30, t=20, b=48), showlegend=False)
