@@ -265,3 +265,45 @@ def test_report_in_a_browser_draws_every_chart_with_the_marts_numbers(published,
     assert sentence.endswith("of the customers stood for " + sentence.split("stood for ")[1])
     assert page.inner_text("#nps-flow-lowest").endswith(f"NPS {nps_cells[0][0]:.1f}".replace("-", "−"))
     context.close()
+
+
+def test_period_bounds_are_the_marts_periods(published):
+    from dagster_project.kpi_report.style import period_bounds
+
+    rows = query(published / "warehouse.duckdb",
+                 "select distinct period_index, period_start, period_end from marts.customer_period_facts"
+                 " where as_of_date = ? order by 1", [AS_OF])
+    assert len(rows) >= 3
+    for period_index, start, end in rows:
+        assert period_bounds(AS_OF, period_index, 12) == (start, end), period_index
+    # Month ends clamp like the marts' dateadd: 31 March − 1 month = 29 February in a leap year.
+    assert period_bounds(dt.date(2024, 3, 31), 0, 1) == (dt.date(2024, 3, 1), dt.date(2024, 3, 31))
+    assert period_bounds(dt.date(2024, 3, 31), 1, 1) == (dt.date(2024, 2, 1), dt.date(2024, 2, 29))
+
+
+@pytest.mark.parametrize("key, now, before, expected", [
+    ("customers", 101_811, 94_387, "+7.9\u00a0%"),
+    ("revenue", 90.0, 100.0, "−10.0\u00a0%"),
+    ("retention", 0.644, 0.65, "−0.6\u00a0pp"),
+    ("nps", 22.6, 17.7, "+4.9"),
+    ("portfolio", 1.0, None, None),
+    ("customers", 5, 0, None),
+])
+def test_changes_are_relative_for_amounts_and_in_points_for_rates(key, now, before, expected):
+    from dagster_project.kpi_report.style import change
+
+    assert change(key, now, before) == expected
+
+
+def test_numbers_are_formatted_for_reading():
+    from dagster_project.kpi_report import style
+
+    assert style.integer(1_284_714_061.4) == "1\u00a0284\u00a0714\u00a0061"
+    assert style.money(257_695_394, "EUR") == "257\u00a0695\u00a0394\u00a0EUR"
+    assert style.percent(0.64434) == "64.4\u00a0%"
+    assert style.nps(-12.04) == "−12.0" and style.nps(None) == style.MISSING
+    assert style.segment_labels(LoyaltyConfig()) == {
+        "super": "Super 5\u00a0%", "top": "Top 15\u00a0%", "middle": "Middle 50\u00a0%", "bottom": "Bottom 30\u00a0%",
+        "total": "Total"}
+    config = LoyaltyConfig(segment_cutoffs={"super": 0.1, "top": 0.3, "middle": 0.8})
+    assert style.segment_labels(config)["top"] == "Top 20\u00a0%"
