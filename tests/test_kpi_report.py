@@ -137,8 +137,10 @@ def test_an_optional_mart_gets_its_section_when_it_exists(published, tmp_path):
     with duckdb.connect(str(copy)) as con:
         con.execute("create table marts.clv_calibration as select date '2026-10-31' as as_of_date,"
                     " 'super' as value_segment, 1234.5 as predicted, 1300.25 as actual")
+        con.execute("create table marts.next_best_offer_summary as select 'welcome_back' as offer, 0.125 as uplift")
     html = render_report(load_report_data(copy, AS_OF), LoyaltyConfig())
     assert 'id="section-clv_calibration"' in html and "1\u00a0300.25" in html
+    assert 'id="section-next_best_offer_summary"' in html and "welcome_back" in html
 
 
 def test_loyalty_report_html_writes_one_from_the_published_copy(published, tmp_path, capsys):
@@ -307,3 +309,28 @@ def test_numbers_are_formatted_for_reading():
         "total": "Total"}
     config = LoyaltyConfig(segment_cutoffs={"super": 0.1, "top": 0.3, "middle": 0.8})
     assert style.segment_labels(config)["top"] == "Top 20\u00a0%"
+
+
+def test_the_asset_alone_writes_older_dates_without_moving_latest_and_skips_dates_without_a_slice(published, tmp_path):
+    from dagster_project.kpi_report.assets import build_report_assets
+
+    folder = tmp_path / "published"
+    folder.mkdir()
+    (folder / "warehouse.duckdb").write_bytes((published / "warehouse.duckdb").read_bytes())
+    [asset] = build_report_assets(None, None)  # unpartitioned: the as-of date comes from the settings
+
+    def materialize(as_of: str):
+        settings = LoyaltySettings(as_of_date=as_of, overrides_json=json.dumps({"publish_dir": str(folder)}))
+        result = dg.materialize([asset], resources={"settings": settings}, raise_on_error=True)
+        [event] = result.get_asset_materialization_events()
+        return event.materialization.metadata
+
+    assert materialize("2026-10-31")["reports_written"].value == 1
+    latest = (folder / "report" / "latest.html").read_bytes()
+    assert materialize("2026-10-30")["reports_written"].value == 1
+    assert (folder / "report" / "latest.html").read_bytes() == latest  # still the newest slice's page
+    assert b"as of 2026-10-31" in latest
+    # A date the marts have no slice for (e.g. less than two periods of data): no page, no failure.
+    assert materialize("2019-06-30")["reports_written"].value == 0
+    assert sorted(p.name for p in (folder / "report").iterdir()) == [
+        "latest.html", "loyalty_report_2026-10-30.html", "loyalty_report_2026-10-31.html"]

@@ -193,7 +193,12 @@ def load_report_data(database: Path, as_of: dt.date | None = None) -> ReportData
         for name in OPTIONAL_SECTIONS:
             if name in ("nps_by_flow", "lifecycle_kpis") or not _exists(con, name):
                 continue
-            frame = _frame(con, f"select * from {SCHEMA}.{name} where as_of_date = ?", [as_of])
+            columns = {row[0] for row in con.execute(f"describe {SCHEMA}.{name}").fetchall()}
+            frame = (
+                _frame(con, f"select * from {SCHEMA}.{name} where as_of_date = ?", [as_of])
+                if "as_of_date" in columns
+                else _frame(con, f"select * from {SCHEMA}.{name}")  # not sliced by date: all of it
+            )
             if not frame.empty:
                 optional[name] = frame
     return ReportData(
