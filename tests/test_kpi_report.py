@@ -6,6 +6,7 @@ One pipeline run (a two-date backfill of a 3 000-customer sample, so there is a 
 slice) serves every test here: about 25 s, plus 10-20 s for the browser."""
 
 import datetime as dt
+import importlib.util
 import json
 import os
 import re
@@ -334,3 +335,30 @@ def test_the_asset_alone_writes_older_dates_without_moving_latest_and_skips_date
     assert materialize("2019-06-30")["reports_written"].value == 0
     assert sorted(p.name for p in (folder / "report").iterdir()) == [
         "latest.html", "loyalty_report_2026-10-30.html", "loyalty_report_2026-10-31.html"]
+
+
+def test_no_thumbnails_without_kaleido(published, monkeypatch):
+    from dagster_project.kpi_report import thumbnails as module
+    from dagster_project.kpi_report.page import build_figures
+
+    figures = build_figures(load_report_data(published / "warehouse.duckdb", AS_OF), LoyaltyConfig())
+    monkeypatch.setattr(module.importlib.util, "find_spec", lambda name: None)
+    messages = []
+    assert module.thumbnails({"clv-bars": figures["clv-bars"]}, messages.append) == {}
+    assert messages == ["report: no thumbnails (kaleido is not installed: pip install '.[thumbnails]')"]
+
+
+@pytest.mark.skipif(importlib.util.find_spec("kaleido") is None, reason="kaleido is optional: pip install '.[thumbnails]'")
+def test_thumbnails_are_pngs_when_kaleido_and_chromium_are_there(published):
+    import base64
+
+    from dagster_project.kpi_report.assets import THUMBNAIL_CHARTS, headline_markdown
+    from dagster_project.kpi_report.page import build_figures
+    from dagster_project.kpi_report.thumbnails import thumbnails
+
+    data = load_report_data(published / "warehouse.duckdb", AS_OF)
+    figures = build_figures(data, LoyaltyConfig())
+    images = thumbnails({name: figures[name] for name in THUMBNAIL_CHARTS})
+    assert set(images) == set(THUMBNAIL_CHARTS)
+    assert all(base64.b64decode(image).startswith(b"\x89PNG") for image in images.values())
+    assert "![CLV and portfolio value](data:image/png;base64," in headline_markdown(data, LoyaltyConfig(), images)

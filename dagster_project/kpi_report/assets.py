@@ -12,14 +12,18 @@ from ..publish import DATABASE_FILE, published_warehouse
 from ..resources import LoyaltySettings
 from . import style
 from .data import ReportData, available_as_of_dates, load_report_data
-from .page import HEADLINE_LABELS, headline_value, render_report
+from .page import HEADLINE_LABELS, build_figures, headline_value, render_report
 from .publish import LATEST_NAME, report_folder, report_name, write_atomic
+from .thumbnails import thumbnails
+
+# Charts shown as thumbnails in the materialization's preview (when kaleido and a Chromium are there).
+THUMBNAIL_CHARTS = {"clv-bars": "CLV and portfolio value", "lorenz": "Value concentration"}
 
 REPORT_KEY = dg.AssetKey(["published", "kpi_report"])
 
 
-def headline_markdown(data: ReportData, config: LoyaltyConfig) -> str:
-    """The headline table for the Dagster UI's markdown preview."""
+def headline_markdown(data: ReportData, config: LoyaltyConfig, images: dict[str, str] | None = None) -> str:
+    """The headline table for the Dagster UI's markdown preview, then any thumbnails (base64 PNG)."""
     lines = [
         f"**Loyalty KPI report as of {data.as_of}**",
         "",
@@ -32,6 +36,8 @@ def headline_markdown(data: ReportData, config: LoyaltyConfig) -> str:
             f"| {label} | {headline_value(h.key, h.value, config)} | {style.change(h.key, h.value, h.previous_slice) or '–'}"
             f" | {style.change(h.key, h.value, h.period_earlier) or '–'} |"
         )
+    for name, image in (images or {}).items():
+        lines += ["", f"![{THUMBNAIL_CHARTS.get(name, name)}](data:image/png;base64,{image})"]
     return "\n".join(lines)
 
 
@@ -114,13 +120,16 @@ def build_report_assets(
             # A warehouse with less than two periods of data has no CLV or retention yet: the run
             # stays a success, the materialization says that no page was written.
             return dg.MaterializeResult(metadata={"reports_written": 0, "folder": dg.MetadataValue.path(str(folder))})
+        figures = build_figures(last_data, config)
+        images = thumbnails({name: figures[name] for name in THUMBNAIL_CHARTS if name in figures}, log=context.log.info)
         return dg.MaterializeResult(
             metadata={
                 "path": dg.MetadataValue.path(str(written[-1])),
                 "latest": dg.MetadataValue.path(str(folder / LATEST_NAME)),
                 "reports_written": len(written),
                 "bytes": written[-1].stat().st_size,
-                "preview": dg.MetadataValue.md(headline_markdown(last_data, config)),
+                "preview": dg.MetadataValue.md(headline_markdown(last_data, config, images)),
+                "thumbnails": len(images),
                 "segment_kpis": segment_table(last_data, config),
             }
         )

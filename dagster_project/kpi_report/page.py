@@ -286,15 +286,11 @@ def optional_tables(data: ReportData) -> list[dict[str, str]]:
     return sections
 
 
-def render_report(data: ReportData, config: LoyaltyConfig, generated_at: dt.datetime | None = None) -> str:
-    """The whole page as one string: self-contained, no request of any kind when opened."""
-    latest, previous = style.period_names(config)
-    s_start, s_end = style.period_bounds(data.as_of, 0, config.period_months)
-    f_start, f_end = style.period_bounds(data.as_of, 1, config.period_months)
+def build_figures(data: ReportData, config: LoyaltyConfig) -> dict[str, Any]:
+    """Every chart of the page by its element id (charts without data are left out)."""
     point = concentration(data)
     flow_cells = nps_flow_cells(data, config)
     trend = charts.retention_trend(data, config)
-    lifecycle = lifecycle_tables(data, config)
     figures = {
         "flow-heatmap": charts.flow_heatmap(data, config),
         "flow-sankey": charts.flow_sankey(data, config),
@@ -309,6 +305,18 @@ def render_report(data: ReportData, config: LoyaltyConfig, generated_at: dt.date
         figures["retention-trend"] = trend
     if flow_cells is not None and not flow_cells.empty:
         figures["nps-flows"] = charts.nps_by_flow(flow_cells, config)
+    return figures
+
+
+def render_report(data: ReportData, config: LoyaltyConfig, generated_at: dt.datetime | None = None) -> str:
+    """The whole page as one string: self-contained, no request of any kind when opened."""
+    latest, previous = style.period_names(config)
+    s_start, s_end = style.period_bounds(data.as_of, 0, config.period_months)
+    f_start, f_end = style.period_bounds(data.as_of, 1, config.period_months)
+    point = concentration(data)
+    flow_cells = nps_flow_cells(data, config)
+    lifecycle = lifecycle_tables(data, config)
+    figures = build_figures(data, config)
     lowest = None
     if flow_cells is not None and not flow_cells.empty:
         row = flow_cells.iloc[0]
