@@ -15,10 +15,13 @@ MANIFEST := dbt/target/manifest.json
 RAW_DIR ?= data/raw
 WAREHOUSE ?= data/warehouse.duckdb
 DAGSTER_HOME := $(CURDIR)/.dagster_home
+PUBLISH_DIR ?= data/published
+# The browser test of the HTML report drives the distribution's Chromium (never `playwright install`).
+CHROMIUM ?= /usr/bin/chromium
 # pip's "Location ... is ignored" notices about absent local mirrors are noise.
 PIP_QUIET := 2> >(grep -v "is ignored: it is neither a file nor a directory" >&2)
 
-.PHONY: help setup lock prepare sample run report status test bench dev clean
+.PHONY: help setup lock prepare sample run report status browser test bench dev clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -46,9 +49,11 @@ sample: $(STAMP) ## generate the bundled sample landing files into data/raw (if 
 	@if [ -d $(RAW_DIR)/transactions ]; then echo "sample data present in $(RAW_DIR)"; \
 	else $(BIN)/loyalty sample --out $(RAW_DIR); fi
 
-run: prepare sample ## set up, then run the whole pipeline on the sample data and print the CLV table
-	$(BIN)/loyalty run --raw-dir $(RAW_DIR) --warehouse $(WAREHOUSE) --as-of $$($(BIN)/python -m dagster_project.sample_data --print-as-of)
+run: prepare sample ## set up, then run the whole pipeline on the sample data, print the CLV table and the report's path
+	$(BIN)/loyalty run --raw-dir $(RAW_DIR) --warehouse $(WAREHOUSE) --publish-dir $(PUBLISH_DIR) --as-of $$($(BIN)/python -m dagster_project.sample_data --print-as-of)
 	@$(BIN)/loyalty report --warehouse $(WAREHOUSE)
+	@report=$(abspath $(PUBLISH_DIR))/report/loyalty_report_$$($(BIN)/python -m dagster_project.sample_data --print-as-of).html; \
+	test -f $$report || { echo "no KPI report at $$report" >&2; exit 1; }; echo "KPI report: $$report"
 
 report: $(STAMP) ## print the flow matrix and CLV/portfolio table of the warehouse
 	@$(BIN)/loyalty report --warehouse $(WAREHOUSE)
@@ -56,8 +61,17 @@ report: $(STAMP) ## print the flow matrix and CLV/portfolio table of the warehou
 status: $(STAMP) ## print the last runs (as-of, outcome, duration, rows in, failed checks) from the run log
 	@$(BIN)/loyalty status --warehouse $(WAREHOUSE)
 
-test: prepare ## set up, then run every test (pytest, which runs dbt build with its unit and data tests)
-	$(BIN)/python -m pytest
+browser: ## make sure Chromium (/usr/bin/chromium) is there for the report's browser test; as root it installs it with apt-get
+	@if [ -x $(CHROMIUM) ]; then :; \
+	elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+		echo "installing Debian's chromium for the report's browser test (about 1.5 min)"; \
+		{ apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium; } >/dev/null \
+			|| { echo "apt-get install chromium failed" >&2; exit 1; }; \
+		test -x $(CHROMIUM) || { echo "chromium installed, but not at $(CHROMIUM): set CHROMIUM=/path" >&2; exit 1; }; \
+	else echo "the browser test needs Chromium at $(CHROMIUM): install it (sudo apt-get install chromium) or set CHROMIUM=/path" >&2; exit 1; fi
+
+test: prepare browser ## set up, then run every test (pytest, which runs dbt build with its unit and data tests, and the browser test)
+	LOYALTY_CHROMIUM=$(CHROMIUM) $(BIN)/python -m pytest
 
 bench: prepare ## benchmark pipeline vs raw DuckDB vs pandas (SIZES=1M,10M,50M by default) into BENCHMARKS.md
 	$(BIN)/loyalty bench --sizes $(or $(SIZES),1M,10M,50M) --out BENCHMARKS.md

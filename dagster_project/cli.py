@@ -124,6 +124,8 @@ def _existing_warehouse(config: LoyaltyConfig) -> Path:
 
 
 def cmd_report(args: argparse.Namespace, config: LoyaltyConfig) -> int:
+    if args.html:
+        return cmd_report_html(args, config)
     from .report import clv_report, flow_report
 
     if not config.warehouse_path.exists():
@@ -133,6 +135,24 @@ def cmd_report(args: argparse.Namespace, config: LoyaltyConfig) -> int:
     print()
     print(clv_report(config.warehouse_path, args.period))
     print(f"\nwarehouse file: {config.warehouse_path}")
+    return 0
+
+
+def cmd_report_html(args: argparse.Namespace, config: LoyaltyConfig) -> int:
+    """The HTML KPI report of one as-of date, from the published copy (read-only)."""
+    from .kpi_report.data import ReportDataError, load_report_data
+    from .kpi_report.page import render_report
+    from .kpi_report.publish import report_name, write_atomic
+    from .publish import DATABASE_FILE
+
+    database = config.publish_path / DATABASE_FILE
+    try:
+        data = load_report_data(database, args.as_of)
+    except ReportDataError as error:
+        raise CannotStart(str(error)) from error
+    out = Path(args.out) if args.out else Path.cwd() / report_name(data.as_of)
+    path = write_atomic(out.resolve(), render_report(data, config))
+    print(f"report as of {data.as_of}: {path}")
     return 0
 
 
@@ -190,6 +210,10 @@ def build_parser() -> argparse.ArgumentParser:
     report.add_argument("--warehouse", help="DuckDB warehouse file (default: data/warehouse.duckdb)")
     report.add_argument("--config", help="YAML config file")
     report.add_argument("--period", type=int, default=0, help="period index (0 = the latest)")
+    report.add_argument("--html", action="store_true", help="write the HTML KPI report from the published copy instead")
+    report.add_argument("--as-of", type=_date, help="with --html: the as-of date (default: the newest in the published copy)")
+    report.add_argument("--out", help="with --html: the file to write (default: ./loyalty_report_<as-of>.html)")
+    report.add_argument("--publish-dir", help="with --html: the published folder (default: data/published)")
     report.set_defaults(func=cmd_report)
 
     status = commands.add_parser("status", help="print the last runs from the warehouse's run log")

@@ -89,6 +89,10 @@ class LoyaltyConfig:
     publish_dir: str = "data/published"
     # The `loyalty` command's log (loyalty.log): every run's steps and, on failure, the traceback.
     log_dir: str = "data/logs"
+    # HTML KPI report (publish_dir/report/, dagster_project/kpi_report): the currency amounts are
+    # shown in, and the fewest answers a flow cell needs before the report shows its NPS.
+    currency: str = "SEK"
+    report_min_nps_responses: int = 30
     # Nightly schedule.
     schedule_cron: str = "0 2 * * *"
     schedule_timezone: str = "Europe/Stockholm"

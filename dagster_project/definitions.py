@@ -13,6 +13,7 @@ from .config import LoyaltyConfig, resolve_config, to_json
 from .dbt_project import LoyaltyDbtCliResource, dbt_executable, dbt_project
 from .export import build_export_assets
 from .ingest_assets import build_ingest_assets
+from .kpi_report.assets import build_report_assets
 from .partitions import SINGLE_RUN, as_of_partitions
 from .publish import build_publish_assets
 from .quality_checks import build_quality_checks
@@ -44,6 +45,7 @@ def build_asset_graph(config: LoyaltyConfig) -> AssetGraph:
         dbt_assets,
         *build_export_assets(partitions, SINGLE_RUN, dbt_assets),
         *build_publish_assets(partitions, SINGLE_RUN, dbt_assets),
+        *build_report_assets(partitions, SINGLE_RUN),
     ]
     return AssetGraph(partitions, dbt_assets, assets, build_quality_checks(partitions))
 

@@ -43,6 +43,7 @@ from .resources import LoyaltySettings
 from .warehouse import quote_identifier, quote_literal
 
 SCHEMA = "marts"
+PUBLISHED_KEY = dg.AssetKey(["published", "warehouse"])
 DATABASE_FILE = "warehouse.duckdb"
 STORAGE_VERSION = "v1.4.0"
 LOCK_FILE = ".publish.lock"
@@ -55,6 +56,7 @@ MART_NAMES = (
     "segment_retention",
     "segment_clv",
     "nps_by_segment",
+    "nps_by_flow",
     "customer_segment_flags",
     "lifecycle_kpis",
 )

@@ -31,10 +31,12 @@ EXPECTED_ASSET_KEYS = {
     "marts/segment_retention",
     "marts/segment_clv",
     "marts/nps_by_segment",
+    "marts/nps_by_flow",
     "marts/customer_segment_flags",
     "marts/lifecycle_kpis",
     "exports/segment_flags",
     "published/warehouse",
+    "published/kpi_report",
 }
 
 

@@ -1,5 +1,6 @@
 """`make run` works from a fresh clone with only Python 3.11: it creates its own .venv, prepares
-the dbt manifest, generates the bundled sample, runs the whole pipeline and prints the CLV table.
+the dbt manifest, generates the bundled sample, runs the whole pipeline, prints the CLV table and
+ends with the path of the KPI report.
 
 Slow (a real install plus a run on the 100 000-customer sample): about 1.5 minutes."""
 
@@ -28,6 +29,9 @@ def test_make_run_from_a_fresh_clone(tmp_path):
     assert re.search(r"^\s+total\s+[\d,]+", output, re.MULTILINE)
     warehouse = clone / "data" / "warehouse.duckdb"
     assert f"warehouse file: {warehouse}" in output
+    report = clone / "data" / "published" / "report" / "loyalty_report_2026-10-31.html"
+    assert output.rstrip().splitlines()[-1] == f"KPI report: {report}"
+    assert "Loyalty KPI report · as of 2026-10-31" in report.read_text(encoding="utf-8")
     with duckdb.connect(str(warehouse), read_only=True) as con:
         customers, portfolio = con.execute(
             "select customers, portfolio_value from marts.segment_clv"

@@ -29,6 +29,9 @@ CORRUPTIONS = {
         "update marts.customer_period_facts set value_segment = 'top' where period_index = 0 and value_segment = 'super'",
     "assert_nps_counts_add_up":
         "update marts.nps_by_segment set promoters = promoters + 1 where value_segment = 'total'",
+    "assert_nps_by_flow_adds_up_to_nps_by_segment":
+        "update marts.nps_by_flow set detractors = detractors + 1, responses = responses + 1"
+        " where flow = 'retained' and period_index = 0",
 }
 
 

@@ -13,7 +13,7 @@ from dagster_project.sample_data import generate_sample
 from .support import TRANSACTION_HEADER, query, write_csv
 
 DAY_1, DAY_2 = dt.date(2026, 10, 30), dt.date(2026, 10, 31)
-SLICED_MARTS = ["value_deciles", "segment_flow_matrix", "segment_retention", "segment_clv", "nps_by_segment"]
+SLICED_MARTS = ["value_deciles", "segment_flow_matrix", "segment_retention", "segment_clv", "nps_by_segment", "nps_by_flow"]
 
 
 def _run(raw, warehouse, dates):

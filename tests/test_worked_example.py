@@ -1,6 +1,9 @@
 """DOMAIN.md's worked example reproduced exactly by the pipeline: every figure of the flow table,
 the F12 line and the CLV/portfolio table, read from the marts after a real in-process run."""
 
+import json
+import re
+
 import pytest
 
 from dagster_project.resources import LoyaltySettings
@@ -23,7 +26,10 @@ def warehouse(tmp_path_factory):
     raw = tmp_path_factory.mktemp("worked_example_raw")
     write_worked_example(raw)
     path = tmp_path_factory.mktemp("worked_example_wh") / "warehouse.duckdb"
-    outcome = run_pipeline(LoyaltySettings(as_of_date=AS_OF.isoformat(), raw_dir=str(raw), warehouse=str(path)))
+    # Export, published copy and report beside the warehouse, not in the project's data/.
+    outputs = json.dumps({"export_dir": str(path.parent / "exports"), "publish_dir": str(path.parent / "published")})
+    outcome = run_pipeline(LoyaltySettings(as_of_date=AS_OF.isoformat(), raw_dir=str(raw), warehouse=str(path),
+                                           overrides_json=outputs))
     assert outcome.success, outcome.failure
     return path
 
@@ -94,3 +100,32 @@ def test_retention_table_matches_the_lost_column(warehouse):
             assert (base, lost_customers) == (94387, 33570)
         else:
             assert (base, lost_customers) == (EXPECTED_PREVIOUS_SEGMENTS[segment][0], lost[segment]), segment
+
+
+def _report_text(warehouse) -> str:
+    """The published report of the run (written by the pipeline's report asset), no-break spaces as spaces."""
+    html = (warehouse.parent / "published" / "report" / f"loyalty_report_{AS_OF.isoformat()}.html").read_text(encoding="utf-8")
+    return html.split("</head>", 1)[1].replace("\u00a0", " ")
+
+
+def test_the_report_shows_the_worked_examples_figures(warehouse):
+    text = _report_text(warehouse)
+    tile = lambda key: re.search(rf'id="tile-{key}".*?data-role="value">([^<]*)<', text, re.S).group(1)  # noqa: E731
+    assert tile("customers") == "101 811"
+    assert tile("portfolio") == "1 284 714 061 SEK"
+    assert tile("revenue") == "257 695 394 SEK"
+    assert tile("retention") == "64.4 %"  # 1 − 33 570 / 94 387 (DOMAIN.md rounds it to 64 %)
+    assert tile("nps") == "–"  # the worked example has no NPS answers
+    clv_table = text.split('id="clv-table"', 1)[1].split("</table>", 1)[0]
+    cells = [re.sub(r"<[^>]+>", "", cell).strip() for cell in re.findall(r"<td[^>]*>(.*?)</td>", clv_table, re.S)]
+    rows = [cells[i:i + 12] for i in range(0, len(cells), 12)]
+    expected = {  # DOMAIN.md (durations and retention at two / one decimals): customers, duration, CLV, CLV index, retention, portfolio value
+        "Super": ("5 091", "8.76", "106 196", "128.8", "88.6 %", "540 642 767"),
+        "Top": ("15 272", "5.20", "28 627", "34.7", "80.8 %", "437 196 598"),
+        "Middle": ("50 906", "2.82", "5 534", "6.7", "64.6 %", "281 701 853"),
+        "Bottom": ("30 542", "2.08", "824", "1.0", "52.0 %", "25 172 843"),
+        "Total": ("101 811", "2.81", "7 117", "–", "64.4 %", "1 284 714 061"),
+    }
+    shown = {row[0].split(" ")[0]: (row[1], row[2], row[8], row[9], row[10], row[11]) for row in rows}
+    assert shown == expected
+    assert "of the customers stood for" in text
