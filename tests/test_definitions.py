@@ -25,6 +25,7 @@ EXPECTED_ASSET_KEYS = {
     "intermediate/int_customer_periods_segmented",
     "intermediate/int_customer_flows_classified",
     "intermediate/int_customer_lifecycle_staged",
+    "intermediate/int_nps_responses_latest_per_period",
     "marts/customer_period_facts",
     "marts/value_deciles",
     "marts/segment_flow_matrix",

@@ -72,6 +72,14 @@
     union all select 'bottom', 4
 {%- endmacro %}
 
+{#- responses, promoters, passives, detractors of a column of NPS categories (nulls: no answer). -#}
+{% macro nps_counts(category) -%}
+        count({{ category }}) as responses,
+        count(case when {{ category }} = 'promoter' then 1 end) as promoters,
+        count(case when {{ category }} = 'passive' then 1 end) as passives,
+        count(case when {{ category }} = 'detractor' then 1 end) as detractors
+{%- endmacro %}
+
 {% macro nps_category(score) -%}
     case
         when {{ score }} >= {{ var('nps_promoter_min') }} then 'promoter'

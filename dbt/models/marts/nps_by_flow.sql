@@ -5,37 +5,12 @@
     answer of theirs in k counts here (and in nps_by_segment's total row only). -#}
 with
 
-responses as (
-    select * from {{ ref('stg_raw__nps_responses') }}
-),
-
-periods as (
-    select * from {{ ref('int_periods') }}
+latest_answers as (
+    select * from {{ ref('int_nps_responses_latest_per_period') }}
 ),
 
 flows as (
     select * from {{ ref('int_customer_flows_classified') }}
-),
-
-latest as (
-    select
-        periods.as_of_date,
-        periods.period_index,
-        responses.customer_id,
-        responses.nps_category,
-        row_number() over (
-            partition by periods.as_of_date, periods.period_index, responses.customer_id
-            order by responses.response_date desc, responses.response_id desc
-        ) as answer_recency
-    from responses
-    inner join periods
-        on responses.response_date between periods.period_start and periods.period_end
-),
-
-latest_answers as (
-    select as_of_date, period_index, customer_id, nps_category
-    from latest
-    where answer_recency = 1
 ),
 
 flow_answers as (
@@ -61,10 +36,7 @@ counted as (
         to_segment,
         flow,
         count(*) as customers,
-        count(nps_category) as responses,
-        count(case when nps_category = 'promoter' then 1 end) as promoters,
-        count(case when nps_category = 'passive' then 1 end) as passives,
-        count(case when nps_category = 'detractor' then 1 end) as detractors
+        {{ nps_counts('nps_category') }}
     from flow_answers
     group by as_of_date, period_index, from_segment, to_segment, flow
 ),

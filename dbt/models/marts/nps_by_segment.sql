@@ -1,46 +1,26 @@
-{#- A customer's score in a period is their latest answer in it. Answers from customers who were
-    not active in the period count only in the total row. -#}
+{#- A customer's score in a period is their latest answer in it (int_nps_responses_latest_per_period).
+    Answers from customers who were not active in the period count only in the total row. -#}
 with
 
-responses as (
-    select * from {{ ref('stg_raw__nps_responses') }}
-),
-
-periods as (
-    select * from {{ ref('int_periods') }}
+latest_answers as (
+    select * from {{ ref('int_nps_responses_latest_per_period') }}
 ),
 
 segmented as (
     select * from {{ ref('int_customer_periods_segmented') }}
 ),
 
-latest as (
-    select
-        periods.as_of_date,
-        periods.period_index,
-        responses.customer_id,
-        responses.nps_category,
-        row_number() over (
-            partition by periods.as_of_date, periods.period_index, responses.customer_id
-            order by responses.response_date desc, responses.response_id desc
-        ) as answer_recency
-    from responses
-    inner join periods
-        on responses.response_date between periods.period_start and periods.period_end
-),
-
 answers as (
     select
-        latest.as_of_date,
-        latest.period_index,
-        latest.nps_category,
+        latest_answers.as_of_date,
+        latest_answers.period_index,
+        latest_answers.nps_category,
         segmented.value_segment
-    from latest
+    from latest_answers
     left join segmented
-        on latest.as_of_date = segmented.as_of_date
-        and latest.customer_id = segmented.customer_id
-        and latest.period_index = segmented.period_index
-    where latest.answer_recency = 1
+        on latest_answers.as_of_date = segmented.as_of_date
+        and latest_answers.customer_id = segmented.customer_id
+        and latest_answers.period_index = segmented.period_index
 ),
 
 segments as (
@@ -59,10 +39,7 @@ counted as (
         grid.as_of_date,
         grid.period_index,
         grid.value_segment,
-        count(answers.nps_category) as responses,
-        count(case when answers.nps_category = 'promoter' then 1 end) as promoters,
-        count(case when answers.nps_category = 'passive' then 1 end) as passives,
-        count(case when answers.nps_category = 'detractor' then 1 end) as detractors
+        {{ nps_counts('answers.nps_category') }}
     from grid
     left join answers
         on answers.as_of_date = grid.as_of_date
