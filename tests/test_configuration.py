@@ -51,6 +51,8 @@ VARIANT = {
     "schedule_cron": "30 3 * * 1-5",
     "schedule_timezone": "America/New_York",
     "run_dbt_unit_tests": True,
+    "currency": "EUR",
+    "report_min_nps_responses": 3,
     "duckdb_memory_limit": "1GB",
     "duckdb_threads": 1,
 }
@@ -333,6 +335,32 @@ def test_export_pii_columns_and_consent_age(variant, baseline):
     assert all(row["email"] == f"{row['customer_id'].lower()}@example.com" for row in rows)
     base_export = baseline.config.export_path / f"segment_flags_{AS_OF.isoformat()}.csv"
     assert "email" not in base_export.read_text(encoding="utf-8").splitlines()[0].split(",")
+
+
+def _report(run: Run) -> str:
+    return (run.config.publish_path / "report" / "latest.html").read_text(encoding="utf-8")
+
+
+def test_currency_and_nps_bands_label_the_report(variant, baseline):
+    variant_page, baseline_page = _report(variant), _report(baseline)
+    assert "SEK" not in variant_page and variant_page.count("EUR") > 10
+    assert "EUR" not in baseline_page and baseline_page.count("SEK") > 10
+    assert "promoters (10–10)" in variant_page and "detractors (0–7)" in variant_page
+    assert "promoters (9–10)" in baseline_page and "passives (7–8)" in baseline_page
+
+
+def test_report_min_nps_responses_decides_which_flow_cells_show_their_nps(variant, baseline):
+    for run in (variant, baseline):
+        [(cells,)] = run.sql(
+            "select count(*) from marts.nps_by_flow where as_of_date = ? and period_index = 0 and responses >= ?",
+            [AS_OF, run.config.report_min_nps_responses],
+        )
+        page = _report(run)
+        table = page[page.index('id="nps-flow-table"'):] if 'id="nps-flow-table"' in page else ""
+        table = table[:table.index("</table>")] if table else ""
+        assert table.count("<tr") - 1 == cells  # one header row
+    # The variant's sample has answers in more cells than 3, and fewer than 30 in most.
+    assert _report(variant).count('id="nps-flow-table"') == 1
 
 
 # --- tiny landing folders for the settings that decide whether a run goes on --------------------

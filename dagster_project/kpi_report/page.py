@@ -205,8 +205,8 @@ def nps_segment_table(data: ReportData, config: LoyaltyConfig) -> str | None:
         "_segment": r["value_segment"],
     } for _, r in latest.iterrows()]
     return _table(pd.DataFrame(rows), "nps-segment-table", {
-        "segment": "segment", "responses": "answers", "promoters": "promoters (9–10)", "passives": "passives (7–8)",
-        "detractors": "detractors (0–6)", "nps": "NPS",
+        "segment": "segment", "responses": "answers", **{name: f"{name} ({band})" for name, band in style.nps_bands(config).items()},
+        "nps": "NPS",
     }, segment_column="segment", bold_last=True)
 
 
@@ -344,6 +344,7 @@ def render_report(data: ReportData, config: LoyaltyConfig, generated_at: dt.date
         "nps_flow_table": nps_flow_table(flow_cells, config) if flow_cells is not None and not flow_cells.empty else None,
         "nps_flow_lowest": lowest,
         "min_nps_responses": config.report_min_nps_responses,
+        "nps_bands": style.nps_bands(config),
         "lifecycle": lifecycle,
         "optional_sections": optional_tables(data),
         "concentration": (style.percent(point[0]), style.percent(point[1])) if point else None,

@@ -60,6 +60,17 @@ def _share(fraction: float) -> str:
     return f"{value:g}{NBSP}%"
 
 
+def nps_bands(config: LoyaltyConfig) -> dict[str, str]:
+    """The score range of each NPS category, from the configured bands ("9–10", "7–8", "0–6")."""
+    from ..raw_contract import SCORE_MAX, SCORE_MIN
+
+    return {
+        "promoters": f"{config.nps_promoter_min}–{SCORE_MAX}",
+        "passives": f"{config.nps_passive_min}–{config.nps_promoter_min - 1}",
+        "detractors": f"{SCORE_MIN}–{config.nps_passive_min - 1}",
+    }
+
+
 def period_names(config: LoyaltyConfig) -> tuple[str, str]:
     """The latest and the previous period's short names: S12 / F12 (senaste / föregående)."""
     return f"S{config.period_months}", f"F{config.period_months}"
