@@ -49,6 +49,11 @@ class LoyaltyConfig:
     detractor_followup_days: int = 30  # a detractor answer this recent triggers a follow-up call
     nps_due_from_day: int = 90  # onboarding NPS is due between these days after the first purchase
     nps_due_to_day: int = 110
+    # CLV on margin and discounted (marts.segment_clv): the share of revenue that is margin for
+    # transactions without a product in the products/ landing folder (1.0: CLV on revenue), and
+    # the yearly discount rate d of clv_discounted = m × (1 + d) ÷ (1 + d − r).
+    margin_rate: float = 1.0
+    discount_rate: float = 0.10
     # Ingest: rows dated before this are quarantined as implausible; rejected files fail the run
     # unless skip_rejected_files is true.
     business_start_date: str = "2000-01-01"
@@ -130,6 +135,10 @@ def validate(config: LoyaltyConfig) -> None:
             raise ConfigError(f"landing_formats.{folder}: unknown keys {sorted(unknown)}")
         if fmt.get("decimal_separator") not in (None, ".", ","):
             raise ConfigError(f"landing_formats.{folder}.decimal_separator must be '.' or ','")
+    if isinstance(config.margin_rate, bool) or not isinstance(config.margin_rate, (int, float)) or not -1 <= config.margin_rate <= 1:
+        raise ConfigError(f"margin_rate must be a number from -1 to 1 (a share of revenue), got {config.margin_rate!r}")
+    if isinstance(config.discount_rate, bool) or not isinstance(config.discount_rate, (int, float)) or not 0 <= config.discount_rate < 1:
+        raise ConfigError(f"discount_rate must be a yearly rate from 0 to below 1 (0.10 = 10 %), got {config.discount_rate!r}")
     try:
         dt.date.fromisoformat(str(config.business_start_date))
     except ValueError as error:
@@ -185,6 +194,8 @@ def dbt_vars(config: LoyaltyConfig, as_of: dt.date | Sequence[dt.date]) -> dict[
         "detractor_followup_days": config.detractor_followup_days,
         "nps_due_from_day": config.nps_due_from_day,
         "nps_due_to_day": config.nps_due_to_day,
+        "margin_rate": float(config.margin_rate),
+        "discount_rate": float(config.discount_rate),
         "warehouse_path": str(config.warehouse_path),
     }
 

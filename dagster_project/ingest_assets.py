@@ -6,7 +6,7 @@ from .ingest import FileOutcome, ingest_source
 from .erasure import apply_erasures
 from .landing_files import LandingFormat
 from .partitions import AS_OF_PARTITIONS, SINGLE_RUN
-from .raw_contract import CUSTOMERS, ERASURES, NPS_RESPONSES, TRANSACTIONS, DateLimits, RawSource
+from .raw_contract import CUSTOMERS, ERASURES, NPS_RESPONSES, PRODUCTS, TRANSACTIONS, DateLimits, RawSource
 from .resources import LoyaltySettings
 from .warehouse import connect
 
@@ -97,4 +97,18 @@ def erasures(context: dg.AssetExecutionContext, settings: LoyaltySettings) -> dg
     return dg.MaterializeResult(metadata={**result.metadata, "rows_erased": sum(removed.values())})
 
 
-INGEST_ASSETS = [transactions, nps_responses, customers, erasures]
+@dg.asset(
+    key_prefix=["raw"],
+    group_name="ingest",
+    **PARTITIONING,
+    description=(
+        "Optional margin rate per product from <raw_dir>/products/*.csv|*.parquet (product_id, "
+        "margin_rate); transactions of other products count on the margin_rate setting."
+    ),
+    deps=[erasures],  # one DuckDB writer at a time
+)
+def products(context: dg.AssetExecutionContext, settings: LoyaltySettings) -> dg.MaterializeResult:
+    return _ingest(context, settings, PRODUCTS)
+
+
+INGEST_ASSETS = [transactions, nps_responses, customers, erasures, products]
