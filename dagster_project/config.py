@@ -54,6 +54,15 @@ class LoyaltyConfig:
     # the yearly discount rate d of clv_discounted = m × (1 + d) ÷ (1 + d − r).
     margin_rate: float = 1.0
     discount_rate: float = 0.10
+    # Predictive CLV per customer (dagster_project/predictive_clv): the purchase model ("mbg_nbd":
+    # MBG/NBD, gives one-time buyers a P(alive) below 1; "bg_nbd": BG/NBD, for comparison), the
+    # horizon of predicted_clv in years, the fewest repeat buyers a fit accepts (fewer: the fit is
+    # skipped with a message), and the P(alive) from which the calibration counts a customer as
+    # predicted alive.
+    clv_model: str = "mbg_nbd"
+    clv_horizon_years: float = 3.0
+    clv_min_repeat_customers: int = 100
+    clv_alive_threshold: float = 0.5
     # Ingest: rows dated before this are quarantined as implausible; rejected files fail the run
     # unless skip_rejected_files is true.
     business_start_date: str = "2000-01-01"
@@ -139,6 +148,14 @@ def validate(config: LoyaltyConfig) -> None:
         raise ConfigError(f"margin_rate must be a number from -1 to 1 (a share of revenue), got {config.margin_rate!r}")
     if isinstance(config.discount_rate, bool) or not isinstance(config.discount_rate, (int, float)) or not 0 <= config.discount_rate < 1:
         raise ConfigError(f"discount_rate must be a yearly rate from 0 to below 1 (0.10 = 10 %), got {config.discount_rate!r}")
+    if config.clv_model not in ("mbg_nbd", "bg_nbd"):
+        raise ConfigError(f"clv_model must be 'mbg_nbd' or 'bg_nbd', got {config.clv_model!r}")
+    if isinstance(config.clv_horizon_years, bool) or not isinstance(config.clv_horizon_years, (int, float)) or not 0 < config.clv_horizon_years <= 50:
+        raise ConfigError(f"clv_horizon_years must be a number of years from above 0 to 50, got {config.clv_horizon_years!r}")
+    if isinstance(config.clv_min_repeat_customers, bool) or not isinstance(config.clv_min_repeat_customers, int) or config.clv_min_repeat_customers < 1:
+        raise ConfigError(f"clv_min_repeat_customers must be a whole number >= 1, got {config.clv_min_repeat_customers!r}")
+    if isinstance(config.clv_alive_threshold, bool) or not isinstance(config.clv_alive_threshold, (int, float)) or not 0 < config.clv_alive_threshold < 1:
+        raise ConfigError(f"clv_alive_threshold must be a probability strictly between 0 and 1, got {config.clv_alive_threshold!r}")
     try:
         dt.date.fromisoformat(str(config.business_start_date))
     except ValueError as error:

@@ -7,6 +7,8 @@ import dagster as dg
 from .dbt_project import LoyaltyDbtCliResource, dbt_executable, dbt_project
 from .export import EXPORT_ASSETS
 from .ingest_assets import INGEST_ASSETS
+from .partitions import AS_OF_PARTITIONS, SINGLE_RUN
+from .predictive_clv.assets import build_predictive_clv_assets, build_predictive_clv_checks
 from .publish import PUBLISH_ASSETS
 from .quality_checks import QUALITY_CHECKS
 from .resources import LoyaltySettings
@@ -24,11 +26,15 @@ def build_resources(settings: LoyaltySettings | None = None) -> dict:
     }
 
 
-ALL_ASSETS = [*INGEST_ASSETS, loyalty_dbt_models, *EXPORT_ASSETS, *PUBLISH_ASSETS]
+ALL_ASSETS = [
+    *INGEST_ASSETS, loyalty_dbt_models, *build_predictive_clv_assets(AS_OF_PARTITIONS, SINGLE_RUN),
+    *EXPORT_ASSETS, *PUBLISH_ASSETS,
+]
+ALL_CHECKS = [*QUALITY_CHECKS, *build_predictive_clv_checks(AS_OF_PARTITIONS)]
 
 defs = dg.Definitions(
     assets=ALL_ASSETS,
-    asset_checks=QUALITY_CHECKS,
+    asset_checks=ALL_CHECKS,
     jobs=[nightly_job],
     schedules=[nightly_schedule],
     resources=build_resources(),

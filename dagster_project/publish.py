@@ -40,6 +40,7 @@ import duckdb
 from .durable_files import fsync_dir, fsync_file
 from .config import LoyaltyConfig
 from .partitions import AS_OF_PARTITIONS, SINGLE_RUN
+from .predictive_clv.assets import PREDICTIVE_MART_KEYS
 from .resources import LoyaltySettings
 from .warehouse import quote_identifier, quote_literal
 
@@ -248,7 +249,8 @@ def mart_keys() -> list[dg.AssetKey]:
     return sorted((key for key in loyalty_dbt_models.keys if key.path[0] == SCHEMA), key=lambda k: k.path)
 
 
-MART_KEYS = mart_keys()
+# The marts the predictive CLV step writes (not dbt models) are published too: after that step.
+MART_KEYS = mart_keys() + PREDICTIVE_MART_KEYS
 
 
 def mart_check_keys(context: dg.AssetExecutionContext) -> set[dg.AssetCheckKey]:

@@ -15,7 +15,7 @@ from typing import Iterator, Sequence
 import dagster as dg
 
 from . import run_log
-from .definitions import ALL_ASSETS, QUALITY_CHECKS, build_resources
+from .definitions import ALL_ASSETS, ALL_CHECKS, build_resources
 from .partitions import AS_OF_PARTITIONS
 from .resources import LoyaltySettings
 
@@ -53,7 +53,7 @@ def run_lock(warehouse: Path) -> Iterator[None]:
 def _run_job(settings: LoyaltySettings) -> dg.JobDefinition:
     return dg.Definitions(
         assets=ALL_ASSETS,
-        asset_checks=QUALITY_CHECKS,
+        asset_checks=ALL_CHECKS,
         jobs=[dg.define_asset_job(RUN_JOB, selection=dg.AssetSelection.all(), partitions_def=AS_OF_PARTITIONS)],
         resources=build_resources(settings),
         executor=dg.in_process_executor,

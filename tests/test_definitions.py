@@ -27,6 +27,10 @@ EXPECTED_ASSET_KEYS = {
     "marts/nps_by_segment",
     "marts/customer_segment_flags",
     "marts/lifecycle_kpis",
+    "intermediate/int_customer_rfm",
+    "marts/customer_clv_predictions",
+    "marts/clv_model_parameters",
+    "marts/clv_calibration",
     "exports/segment_flags",
     "published/warehouse",
 }

@@ -19,6 +19,9 @@ from dagster_project.sample_data import generate_sample
 from .support import TRANSACTION_HEADER, write_csv
 
 SUITES = [
+    "marts.clv_calibration",
+    "marts.clv_model_parameters",
+    "marts.customer_clv_predictions",
     "marts.customer_period_facts",
     "marts.nps_by_segment",
     "marts.segment_clv",
