@@ -134,13 +134,15 @@ def _history_end(con, date: dt.date, snapshot: str) -> dt.date | None:
 def _fit_snapshot(con, config, date, snapshot, fitted_at, outcome: DateOutcome, log: Log) -> dict[str, Parameters]:
     purchases = con.execute(
         f"select frequency, recency_days, t_days, count(*) as customers from {RFM_TABLE}"
-        " where as_of_date = ? and snapshot = ? group by frequency, recency_days, t_days",
+        " where as_of_date = ? and snapshot = ? group by frequency, recency_days, t_days"
+        # Ordered: the likelihood is a float sum, and the same data must give the same fit.
+        " order by frequency, recency_days, t_days",
         [date, snapshot],
     ).fetchnumpy()
     spend = con.execute(
         f"select frequency, monetary_value, count(*) as customers from {RFM_TABLE}"
         " where as_of_date = ? and snapshot = ? and frequency > 0 and monetary_value > 0"
-        " group by frequency, monetary_value",
+        " group by frequency, monetary_value order by frequency, monetary_value",
         [date, snapshot],
     ).fetchnumpy()
     repeat_customers = int(spend["customers"].sum()) if len(spend["customers"]) else 0
@@ -168,7 +170,7 @@ def _fit_snapshot(con, config, date, snapshot, fitted_at, outcome: DateOutcome, 
         }
     for name, fit in fits.items():
         if fit.usable:
-            chosen[name] = Parameters(fit, fitted_at, "fitted")
+            chosen[name] = Parameters(fit, fitted_at, "fitted", fit.note)
             continue
         kept = _last_good(con, date, snapshot, name)
         if kept is None:
