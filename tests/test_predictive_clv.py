@@ -149,6 +149,32 @@ def test_discounted_purchases_add_up_to_the_horizon_without_discounting():
     assert (discounted < horizon).all() and (discounted > horizon / 1.1**3).all()
 
 
+def test_a_fit_is_retried_at_looser_tolerances_before_it_counts_as_not_converged(cdnow):
+    from lifetimes.utils import ConvergenceError
+
+    rows = _aggregated(cdnow)
+    tried = []
+
+    def precision_loss_at_first(tol):
+        tried.append(tol)
+        if tol < 1e-6:
+            raise ConvergenceError("The model did not converge.")
+        return ModifiedBetaGeoFitter().fit(rows["frequency"], rows["recency"], rows["T"], weights=rows["customers"], tol=tol)
+
+    fitter, note, error = model._fit_with_retries(precision_loss_at_first)
+    assert tried == [1e-7, 1e-6] and error is None
+    assert note == "converged at tol 1e-06 after tol 1e-07: ConvergenceError: The model did not converge."
+    assert abs(float(fitter.params_["r"]) - 0.525) < TWO_DECIMALS
+
+    def never(tol):
+        raise ConvergenceError("The model did not converge.")
+
+    assert model._fit_with_retries(never)[0] is None
+    # A real non-convergence: lifetimes' BFGS on an empty history raises, and the Fit says so.
+    failed = model.fit_purchases(model.MBG_NBD, [0.0], [0.0], [0.0], [1.0])
+    assert not failed.usable and failed.problem.startswith("mbg_nbd fit failed:")
+
+
 def test_deciles_rank_the_most_valuable_first_and_ties_share():
     values = np.array([100.0, 50.0, 50.0, 10.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0])
     assert fit.deciles(values).tolist() == [1, 2, 2, 4, 5, 5, 5, 5, 5, 5]
