@@ -131,17 +131,31 @@ def _history_end(con, date: dt.date, snapshot: str) -> dt.date | None:
 # ----------------------------------------------------------------------------------------------
 
 
+def _fit_sample(con, config, date, snapshot) -> tuple[str, str | None]:
+    """The filter of the customers a fit uses: all of them, or (above clv_fit_max_customers) a
+    deterministic sample, the customers with the lowest hash(customer_id) (the same customers
+    every night while they exist); with a note saying so."""
+    customers = con.execute(
+        f"select count(*) from {RFM_TABLE} where as_of_date = ? and snapshot = ?", [date, snapshot]
+    ).fetchone()[0]
+    if customers <= config.clv_fit_max_customers:
+        return "true", None
+    threshold = (2**64 - 1) * config.clv_fit_max_customers // customers
+    return f"hash(customer_id) <= {threshold}", f"fitted on a deterministic sample of about {config.clv_fit_max_customers} of {customers} customers"
+
+
 def _fit_snapshot(con, config, date, snapshot, fitted_at, outcome: DateOutcome, log: Log) -> dict[str, Parameters]:
+    sample, sample_note = _fit_sample(con, config, date, snapshot)
     purchases = con.execute(
         f"select frequency, recency_days, t_days, count(*) as customers from {RFM_TABLE}"
-        " where as_of_date = ? and snapshot = ? group by frequency, recency_days, t_days"
+        f" where as_of_date = ? and snapshot = ? and {sample} group by frequency, recency_days, t_days"
         # Ordered: the likelihood is a float sum, and the same data must give the same fit.
         " order by frequency, recency_days, t_days",
         [date, snapshot],
     ).fetchnumpy()
     spend = con.execute(
         f"select frequency, monetary_value, count(*) as customers from {RFM_TABLE}"
-        " where as_of_date = ? and snapshot = ? and frequency > 0 and monetary_value > 0"
+        f" where as_of_date = ? and snapshot = ? and frequency > 0 and monetary_value > 0 and {sample}"
         " group by frequency, monetary_value order by frequency, monetary_value",
         [date, snapshot],
     ).fetchnumpy()
@@ -170,7 +184,8 @@ def _fit_snapshot(con, config, date, snapshot, fitted_at, outcome: DateOutcome, 
         }
     for name, fit in fits.items():
         if fit.usable:
-            chosen[name] = Parameters(fit, fitted_at, "fitted", fit.note)
+            notes = [note for note in (sample_note, fit.note) if note]
+            chosen[name] = Parameters(fit, fitted_at, "fitted", "; ".join(notes) or None)
             continue
         kept = _last_good(con, date, snapshot, name)
         if kept is None:
@@ -243,11 +258,14 @@ def _customers(con, date: dt.date, snapshot: str) -> tuple[pa.Table, pd.DataFram
 def _by_history(purchase_model: str, parameters, frame: pd.DataFrame, compute: Callable) -> dict[str, np.ndarray]:
     """Evaluates ``compute`` once per distinct (frequency, recency, age) and spreads the result
     back to the customers: far fewer evaluations where histories repeat (one-time buyers)."""
-    histories = frame[["frequency", "recency_days", "t_days"]].to_numpy(dtype=np.int64)
-    unique, inverse = np.unique(histories, axis=0, return_inverse=True)
-    inverse = inverse.reshape(-1)
-    values = compute(purchase_model, parameters, unique[:, 0].astype(float), unique[:, 1].astype(float), unique[:, 2].astype(float))
-    return {name: array[inverse] for name, array in values.items()}
+    # One int64 key per history (each part < 2^21: two million days, two million purchase days);
+    # np.unique on it is a plain sort, ~5× faster than on rows of three columns.
+    x, t_x, T = (frame[name].to_numpy(dtype=np.int64) for name in ("frequency", "recency_days", "t_days"))
+    keys, inverse = np.unique((x << 42) | (t_x << 21) | T, return_inverse=True)
+    mask = (1 << 21) - 1
+    unique = [((keys >> shift) & mask).astype(float) for shift in (42, 21, 0)]
+    values = compute(purchase_model, parameters, *unique)
+    return {name: array[inverse.reshape(-1)] for name, array in values.items()}
 
 
 def predict(
@@ -256,20 +274,22 @@ def predict(
     spend_parameters,
     frame: pd.DataFrame,
     horizon_days: float,
-    clv_horizon_years: float,
+    clv_horizon_years: float | None,
     discount_rate: float,
 ) -> pd.DataFrame:
     """Per customer: p_alive, expected purchases in the next ``horizon_days``, expected spend per
     purchase, and the discounted expected margin over ``clv_horizon_years``."""
 
     def per_history(name, parameters, x, t_x, T):
-        return {
+        values = {
             "p_alive": model.p_alive(name, parameters, x, t_x, T),
             "expected_purchases": model.expected_purchases(name, parameters, horizon_days, x, t_x, T),
-            "discounted_purchases": model.discounted_expected_purchases(
-                name, parameters, x, t_x, T, clv_horizon_years, discount_rate
-            ),
         }
+        values["discounted_purchases"] = (
+            model.discounted_expected_purchases(name, parameters, x, t_x, T, clv_horizon_years, discount_rate)
+            if clv_horizon_years else np.zeros_like(x)  # the calibration needs no CLV
+        )
+        return values
 
     values = _by_history(purchase_model, purchase_parameters, frame, per_history)
     spend = model.expected_spend(spend_parameters, frame["frequency"].to_numpy(float), frame["monetary_value"].to_numpy(float))
@@ -329,8 +349,11 @@ def _write_predictions(con, config: LoyaltyConfig, date: dt.date, parameters: di
         "model": pa.array([config.clv_model] * len(frame), pa.string()),
         "fitted_at": pa.array([purchase.fitted_at] * len(frame), pa.timestamp("us")),
     })
-    # The customer-level mart holds one date: the latest.
-    con.execute(f"delete from {marts.CUSTOMER_CLV_PREDICTIONS.qualified}")
+    # The customer-level mart holds one date, the latest: rebuilt, not deleted from (deleting
+    # 500 000 rows and inserting the same keys in one transaction took DuckDB 30 s on the primary
+    # key index; dropping and creating the table 1.7 s).
+    con.execute(f"drop table {marts.CUSTOMER_CLV_PREDICTIONS.qualified}")
+    marts.ensure_table(con, marts.CUSTOMER_CLV_PREDICTIONS)
     _insert(con, marts.CUSTOMER_CLV_PREDICTIONS, table)
     return len(frame)
 
@@ -351,8 +374,7 @@ def _calibration_rows(con, config: LoyaltyConfig, date: dt.date, parameters: dic
     history_end = _history_end(con, date, CALIBRATION)
     holdout_days = float((date - history_end).days)
     predicted = predict(
-        config.clv_model, purchase.fit.parameters, spend.fit.parameters, frame,
-        holdout_days, config.clv_horizon_years, config.discount_rate,
+        config.clv_model, purchase.fit.parameters, spend.fit.parameters, frame, holdout_days, None, config.discount_rate
     )
     frame = frame.assign(
         predicted_purchases=predicted["expected_purchases"].to_numpy(),
