@@ -439,3 +439,80 @@ def test_a_night_with_too_few_repeat_buyers_keeps_the_last_good_fit_and_warns(sa
     assert len(rows) == 14 and all(same and when and status == "kept_last_good" for _, same, when, status in rows)
     [(date,)] = query(settings.warehouse_path, "select distinct as_of_date from marts.customer_clv_predictions")
     assert date == SAMPLE_AS_OF + dt.timedelta(days=1)
+
+
+# ----------------------------------------------------------------------------------------------
+# The segment-flag export carries the predictions
+# ----------------------------------------------------------------------------------------------
+
+
+def test_the_export_carries_the_predictions_rounded_and_bumps_its_schema_version(sample_run):
+    import json
+
+    import pyarrow.parquet as pq
+
+    from dagster_project.export import PREDICTION_COLUMNS, SCHEMA_VERSION, file_names
+
+    settings, _ = sample_run
+    folder = settings.loyalty_config().export_path
+    # The mart holds the newest night (a later test may have run the next one): its export.
+    [(newest,)] = query(settings.warehouse_path, "select distinct as_of_date from marts.customer_clv_predictions")
+    names = file_names(newest)
+    manifest = json.loads((folder / names["manifest"]).read_text())
+    assert manifest["schema_version"] == SCHEMA_VERSION == 2
+    header = (folder / names["csv"]).read_text().splitlines()[0].split(",")
+    assert header[-4:] == list(PREDICTION_COLUMNS) == ["p_alive", "churn_risk", "expected_purchases_next_period", "predicted_clv"]
+    exported = pq.read_table(io.BytesIO((folder / names["parquet"]).read_bytes())).to_pandas().set_index("customer_id")
+    mart = pd.DataFrame(
+        query(settings.warehouse_path, "select customer_id, p_alive, churn_risk, expected_purchases_next_period, predicted_clv"
+              " from marts.customer_clv_predictions"),
+        columns=["customer_id", *PREDICTION_COLUMNS],
+    ).set_index("customer_id")
+    # No consent files in the sample: every customer is exported, each with a prediction.
+    assert len(exported) == len(mart) and set(exported.index) == set(mart.index)
+    assert exported[list(PREDICTION_COLUMNS)].notna().all().all()
+    joined = exported[list(PREDICTION_COLUMNS)].join(mart, rsuffix="_mart")
+    for name in PREDICTION_COLUMNS:
+        np.testing.assert_allclose(joined[name], joined[f"{name}_mart"].round(2), atol=1e-9)
+    # In the CSV as in the Parquet file: two decimals.
+    first = (folder / names["csv"]).read_text().splitlines()[1].split(",")
+    customer = first[0]
+    assert first[-4:] == [f"{exported.loc[customer, name]:.2f}" for name in PREDICTION_COLUMNS]
+
+
+def test_the_delta_counts_a_prediction_as_changed_only_when_it_crosses_a_band():
+    import pyarrow as pa
+
+    from dagster_project.export import FLAG_SCHEMA, _delta_rows_python, delta_table
+
+    def table(rows):
+        columns = {field.name: [row.get(field.name) for row in rows] for field in FLAG_SCHEMA}
+        return pa.table(columns, schema=FLAG_SCHEMA)
+
+    base = {"value_segment": "top", "lifecycle_stage": "active", "is_vip": True}
+    before = table([
+        {**base, "customer_id": "drift", "p_alive": 0.31, "churn_risk": 0.69, "expected_purchases_next_period": 2.10, "predicted_clv": 100.0},
+        {**base, "customer_id": "cross", "p_alive": 0.38, "churn_risk": 0.62, "expected_purchases_next_period": 2.90, "predicted_clv": 100.0},
+        {**base, "customer_id": "clv", "p_alive": 0.50, "churn_risk": 0.50, "expected_purchases_next_period": 1.00, "predicted_clv": 100.0},
+        {**base, "customer_id": "tenth", "p_alive": 0.29, "churn_risk": 0.71, "expected_purchases_next_period": 0.0, "predicted_clv": 0.4},
+        {**base, "customer_id": "new_fit", "p_alive": None, "churn_risk": None, "expected_purchases_next_period": None, "predicted_clv": None},
+    ])
+    after = table([
+        {**base, "customer_id": "drift", "p_alive": 0.34, "churn_risk": 0.66, "expected_purchases_next_period": 2.60, "predicted_clv": 105.0},
+        {**base, "customer_id": "cross", "p_alive": 0.41, "churn_risk": 0.59, "expected_purchases_next_period": 3.05, "predicted_clv": 100.0},
+        {**base, "customer_id": "clv", "p_alive": 0.50, "churn_risk": 0.50, "expected_purchases_next_period": 1.00, "predicted_clv": 130.0},
+        {**base, "customer_id": "tenth", "p_alive": 0.30, "churn_risk": 0.70, "expected_purchases_next_period": 0.0, "predicted_clv": 0.9},
+        {**base, "customer_id": "new_fit", "p_alive": 0.5, "churn_risk": 0.5, "expected_purchases_next_period": 1.0, "predicted_clv": 10.0},
+    ])
+    expected = {
+        # drift: 0.31 -> 0.34 stays in the 0.3 band, 2.10 -> 2.60 purchases in band 2, 100 -> 105
+        # in the same × 1.25 band (1.25^20 = 86.7 to 1.25^21 = 108.4): not in the delta.
+        "clv": "predicted_clv",  # 100 -> 130: the next band
+        "cross": "p_alive;churn_risk;expected_purchases_next_period",
+        "new_fit": "p_alive;churn_risk;expected_purchases_next_period;predicted_clv",
+        # 0.29 -> 0.30: 0.30 is band 3 (in hundredths, never 2.999…); churn 0.71 -> 0.70 stays in band 7.
+        "tenth": "p_alive",
+    }
+    vectorised = {row["customer_id"]: row["changed_columns"] for row in delta_table(after, before).to_pylist()}
+    by_row = {row["customer_id"]: row["changed_columns"] for row in _delta_rows_python(after, before)}
+    assert vectorised == by_row == expected
