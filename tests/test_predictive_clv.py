@@ -175,6 +175,24 @@ def test_a_fit_is_retried_at_looser_tolerances_before_it_counts_as_not_converged
     assert not failed.usable and failed.problem.startswith("mbg_nbd fit failed:")
 
 
+def test_predicted_clv_is_discounted_purchases_times_spend_times_margin():
+    purchase = {"r": 1.02, "alpha": 58.9, "a": 0.47, "b": 11.8}
+    spend = {"p": 2.45, "q": 4.44, "v": 967.0}
+    frame = pd.DataFrame({
+        "frequency": [0, 5, 5], "recency_days": [0, 400, 400], "t_days": [200, 500, 500],
+        "monetary_value": [np.nan, 800.0, 800.0], "margin_rate": [0.4, 0.25, np.nan],
+    })
+    result = fit.predict(model.MBG_NBD, purchase, spend, frame, 365.0, 3.0, 0.10, default_margin_rate=0.3)
+    x, t_x, T = (frame[c].to_numpy(float) for c in ("frequency", "recency_days", "t_days"))
+    purchases = model.discounted_expected_purchases(model.MBG_NBD, purchase, x, t_x, T, 3.0, 0.10)
+    amount = model.expected_spend(spend, x, frame["monetary_value"].to_numpy())
+    np.testing.assert_allclose(result["predicted_clv"], purchases * amount * np.array([0.4, 0.25, 0.3]), rtol=1e-12)
+    np.testing.assert_allclose(result["churn_risk"], 1 - result["p_alive"], rtol=1e-12)
+    # A one-time buyer gets the population's mean spend v·p/(q − 1) = 967 · 2.45 / 3.44.
+    assert result["expected_spend_per_purchase"][0] == pytest.approx(967.0 * 2.45 / 3.44)
+    assert 0 < result["p_alive"][0] < 1 and result["expected_purchases"][1] > result["expected_purchases"][0]
+
+
 def test_deciles_rank_the_most_valuable_first_and_ties_share():
     values = np.array([100.0, 50.0, 50.0, 10.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0])
     assert fit.deciles(values).tolist() == [1, 2, 2, 4, 5, 5, 5, 5, 5, 5]

@@ -274,6 +274,7 @@ def predict(
     horizon_days: float,
     clv_horizon_years: float | None,
     discount_rate: float,
+    default_margin_rate: float = 1.0,
 ) -> pd.DataFrame:
     """Per customer: p_alive, expected purchases in the next ``horizon_days``, expected spend per
     purchase, and the discounted expected margin over ``clv_horizon_years``."""
@@ -291,7 +292,8 @@ def predict(
 
     values = _by_history(purchase_model, purchase_parameters, frame, per_history)
     spend = model.expected_spend(spend_parameters, frame["frequency"].to_numpy(float), frame["monetary_value"].to_numpy(float))
-    margin_rate = np.clip(np.nan_to_num(frame["margin_rate"].to_numpy(float), nan=1.0), -1.0, 1.0)
+    # A customer's own margin rate; the margin_rate setting if it has none (no revenue to divide by).
+    margin_rate = np.clip(np.nan_to_num(frame["margin_rate"].to_numpy(float), nan=default_margin_rate), -1.0, 1.0)
     p_alive = np.clip(values["p_alive"], 0.0, 1.0)
     result = pd.DataFrame({
         "p_alive": p_alive,
@@ -328,7 +330,7 @@ def _write_predictions(con, config: LoyaltyConfig, date: dt.date, parameters: di
     ids, frame = _customers(con, date, CURRENT)
     predicted = predict(
         config.clv_model, purchase.fit.parameters, spend.fit.parameters, frame,
-        _next_period_days(config, date), config.clv_horizon_years, config.discount_rate,
+        _next_period_days(config, date), config.clv_horizon_years, config.discount_rate, config.margin_rate,
     )
     table = pa.table({
         "as_of_date": pa.array([date] * len(frame), pa.date32()),
@@ -372,7 +374,8 @@ def _calibration_rows(con, config: LoyaltyConfig, date: dt.date, parameters: dic
     history_end = _history_end(con, date, CALIBRATION)
     holdout_days = float((date - history_end).days)
     predicted = predict(
-        config.clv_model, purchase.fit.parameters, spend.fit.parameters, frame, holdout_days, None, config.discount_rate
+        config.clv_model, purchase.fit.parameters, spend.fit.parameters, frame, holdout_days, None, config.discount_rate,
+        config.margin_rate,
     )
     frame = frame.assign(
         predicted_purchases=predicted["expected_purchases"].to_numpy(),
