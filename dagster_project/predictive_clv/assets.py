@@ -49,9 +49,7 @@ def build_predictive_clv_assets(partitions_def: dg.PartitionsDefinition | None, 
 
         config = settings.loyalty_config()
         dates = run_as_of_dates(context, settings.as_of())
-        outcomes = fit.run(config, dates, log=context.log.info)
-        for problem in (p for outcome in outcomes for p in outcome.problems):
-            context.log.warning(f"predictive CLV: {problem}")
+        outcomes = fit.run(config, dates, log=context.log.info, warn=context.log.warning)
         latest = outcomes[-1]
         yield dg.MaterializeResult(
             asset_key=PREDICTIONS_KEY,

@@ -67,10 +67,16 @@ class DateOutcome:
 # ----------------------------------------------------------------------------------------------
 
 
-def run(config: LoyaltyConfig, dates: Sequence[dt.date], log: Log = logging.getLogger(__name__).info) -> list[DateOutcome]:
+def run(
+    config: LoyaltyConfig,
+    dates: Sequence[dt.date],
+    log: Log = logging.getLogger(__name__).info,
+    warn: Log | None = None,
+) -> list[DateOutcome]:
     """Fits, predicts and calibrates for every date; writes the marts. Predictions only for the
     latest date, and only if the predictions mart holds no newer date (a backfill of older dates
-    must not roll the customer-level mart back)."""
+    must not roll the customer-level mart back). Progress goes to ``log``, every fit refused,
+    kept or skipped to ``warn`` (default: ``log``)."""
     outcomes = []
     with connect(config.warehouse_path, config=config) as con:
         for table in marts.MART_TABLES:
@@ -80,13 +86,15 @@ def run(config: LoyaltyConfig, dates: Sequence[dt.date], log: Log = logging.getL
             started = dt.datetime.now()
             outcome = DateOutcome(date)
             predict_customers = date == max(dates) and (newest is None or date >= newest)
-            _run_date(con, config, date, outcome, predict_customers, log)
+            _run_date(con, config, date, outcome, predict_customers, log, warn or log)
             outcome.seconds = (dt.datetime.now() - started).total_seconds()
             outcomes.append(outcome)
     return outcomes
 
 
-def _run_date(con, config: LoyaltyConfig, date: dt.date, outcome: DateOutcome, predict_customers: bool, log: Log) -> None:
+def _run_date(
+    con, config: LoyaltyConfig, date: dt.date, outcome: DateOutcome, predict_customers: bool, log: Log, warn: Log
+) -> None:
     fitted_at = dt.datetime.now(dt.timezone.utc).replace(tzinfo=None, microsecond=0)
     parameter_rows: list[dict] = []
     for snapshot in (CURRENT, CALIBRATION):
@@ -117,7 +125,7 @@ def _run_date(con, config: LoyaltyConfig, date: dt.date, outcome: DateOutcome, p
         con.execute("rollback")
         raise
     for problem in outcome.problems:
-        log(f"predictive CLV: {problem}")
+        warn(f"predictive CLV: {problem}")
 
 
 def _history_end(con, date: dt.date, snapshot: str) -> dt.date | None:
