@@ -73,6 +73,24 @@ class LoyaltyConfig:
     detractor_followup_days: int = 30  # a detractor answer this recent triggers a follow-up call
     nps_due_from_day: int = 90  # onboarding NPS is due between these days after the first purchase
     nps_due_to_day: int = 110
+    # CLV on margin and discounted (marts.segment_clv): the share of revenue that is margin for
+    # transactions without a product in the products/ landing folder (1.0: CLV on revenue), and
+    # the yearly discount rate d of clv_discounted = m × (1 + d) ÷ (1 + d − r).
+    margin_rate: float = 1.0
+    discount_rate: float = 0.10
+    # Predictive CLV per customer (dagster_project/predictive_clv): the purchase model ("mbg_nbd":
+    # MBG/NBD, gives one-time buyers a P(alive) below 1; "bg_nbd": BG/NBD, for comparison), the
+    # horizon of predicted_clv in years, the fewest repeat buyers a fit accepts (fewer: the fit is
+    # skipped with a message), and the P(alive) from which the calibration counts a customer as
+    # predicted alive.
+    clv_model: str = "mbg_nbd"
+    clv_horizon_years: float = 3.0
+    clv_min_repeat_customers: int = 100
+    clv_alive_threshold: float = 0.5
+    # The fits (not the predictions) use at most this many customers, a deterministic sample by the
+    # hash of customer_id: population parameters from 100 000 customers are as good as from
+    # millions (standard errors shrink with the square root), and the fit time stays bounded.
+    clv_fit_max_customers: int = 100_000
     # Ingest: rows dated before this are quarantined as implausible; rejected files fail the run
     # unless skip_rejected_files is true.
     business_start_date: str = "2000-01-01"
@@ -170,6 +188,20 @@ def validate(config: LoyaltyConfig) -> None:
         raise ConfigError(f"max_periods must be empty or a whole number from 2 to {MAX_PERIODS}, got {config.max_periods!r}")
     if config.duckdb_threads is not None and (not isinstance(config.duckdb_threads, int) or config.duckdb_threads < 1):
         raise ConfigError(f"duckdb_threads must be empty or a whole number >= 1, got {config.duckdb_threads!r}")
+    if isinstance(config.margin_rate, bool) or not isinstance(config.margin_rate, (int, float)) or not -1 <= config.margin_rate <= 1:
+        raise ConfigError(f"margin_rate must be a number from -1 to 1 (a share of revenue), got {config.margin_rate!r}")
+    if isinstance(config.discount_rate, bool) or not isinstance(config.discount_rate, (int, float)) or not 0 <= config.discount_rate < 1:
+        raise ConfigError(f"discount_rate must be a yearly rate from 0 to below 1 (0.10 = 10 %), got {config.discount_rate!r}")
+    if config.clv_model not in ("mbg_nbd", "bg_nbd"):
+        raise ConfigError(f"clv_model must be 'mbg_nbd' or 'bg_nbd', got {config.clv_model!r}")
+    if isinstance(config.clv_horizon_years, bool) or not isinstance(config.clv_horizon_years, (int, float)) or not 0 < config.clv_horizon_years <= 50:
+        raise ConfigError(f"clv_horizon_years must be a number of years from above 0 to 50, got {config.clv_horizon_years!r}")
+    if isinstance(config.clv_min_repeat_customers, bool) or not isinstance(config.clv_min_repeat_customers, int) or config.clv_min_repeat_customers < 1:
+        raise ConfigError(f"clv_min_repeat_customers must be a whole number >= 1, got {config.clv_min_repeat_customers!r}")
+    if isinstance(config.clv_fit_max_customers, bool) or not isinstance(config.clv_fit_max_customers, int) or config.clv_fit_max_customers < 1000:
+        raise ConfigError(f"clv_fit_max_customers must be a whole number >= 1000, got {config.clv_fit_max_customers!r}")
+    if isinstance(config.clv_alive_threshold, bool) or not isinstance(config.clv_alive_threshold, (int, float)) or not 0 < config.clv_alive_threshold < 1:
+        raise ConfigError(f"clv_alive_threshold must be a probability strictly between 0 and 1, got {config.clv_alive_threshold!r}")
     try:
         start = dt.date.fromisoformat(str(config.business_start_date))
     except ValueError as error:
@@ -252,6 +284,8 @@ def dbt_vars(config: LoyaltyConfig, as_of: dt.date | Sequence[dt.date]) -> dict[
         "nps_due_from_day": config.nps_due_from_day,
         "nps_due_to_day": config.nps_due_to_day,
         "max_periods": config.max_periods if config.max_periods is not None else MAX_PERIODS,
+        "margin_rate": float(config.margin_rate),
+        "discount_rate": float(config.discount_rate),
         "warehouse_path": str(config.warehouse_path),
     }
 

@@ -15,6 +15,7 @@ from .export import build_export_assets
 from .ingest_assets import build_ingest_assets
 from .kpi_report.assets import build_report_assets
 from .partitions import SINGLE_RUN, as_of_partitions
+from .predictive_clv.assets import build_predictive_clv_assets, build_predictive_clv_checks
 from .publish import build_publish_assets
 from .quality_checks import build_quality_checks
 from .resources import LoyaltySettings
@@ -43,11 +44,13 @@ def build_asset_graph(config: LoyaltyConfig) -> AssetGraph:
     assets = [
         *build_ingest_assets(partitions, SINGLE_RUN),
         dbt_assets,
+        *build_predictive_clv_assets(partitions, SINGLE_RUN),
         *build_export_assets(partitions, SINGLE_RUN, dbt_assets),
         *build_publish_assets(partitions, SINGLE_RUN, dbt_assets),
         *build_report_assets(partitions, SINGLE_RUN),
     ]
-    return AssetGraph(partitions, dbt_assets, assets, build_quality_checks(partitions))
+    checks = [*build_quality_checks(partitions), *build_predictive_clv_checks(partitions)]
+    return AssetGraph(partitions, dbt_assets, assets, checks)
 
 
 def build_resources(settings: LoyaltySettings | None = None) -> dict:

@@ -51,10 +51,12 @@ import pyarrow.parquet as pq
 
 from .durable_files import fsync_dir
 from .config import LoyaltyConfig
+from .predictive_clv.assets import PREDICTIONS_KEY
 from .resources import LoyaltySettings
 from .warehouse import connect, quote_identifier
 
-SCHEMA_VERSION = 1
+# 2: the predictive CLV columns (p_alive, churn_risk, expected_purchases_next_period, predicted_clv).
+SCHEMA_VERSION = 2
 MART_KEY = dg.AssetKey(["marts", "customer_segment_flags"])
 ERASURES_KEY = dg.AssetKey(["raw", "erasures"])
 MART_TABLE = "marts.customer_segment_flags"
@@ -92,15 +94,30 @@ FLAG_SCHEMA = pa.schema(
         ("is_detractor_followup", pa.bool_()),
         ("is_nps_due", pa.bool_()),
         ("has_marketing_consent", pa.bool_()),
+        # From marts.customer_clv_predictions (empty when the night has no predictions), rounded
+        # to 2 decimals like every float of the file.
+        ("p_alive", pa.float64()),
+        ("churn_risk", pa.float64()),
+        ("expected_purchases_next_period", pa.float64()),
+        ("predicted_clv", pa.float64()),
     ]
 )
+PREDICTIONS_TABLE = "marts.customer_clv_predictions"
+PREDICTION_COLUMNS = ("p_alive", "churn_risk", "expected_purchases_next_period", "predicted_clv")
 # Columns of stg_raw__customers that are never exported as "PII columns" (they are keys or
 # already in the flags).
 _NOT_PII = {"customer_id", "has_marketing_consent", "consent_updated_at"}
 # A delta row is "changed" when one of these differs (plus any exported PII column).
 TRACKED_COLUMNS = ("value_segment", "lifecycle_stage") + tuple(
     field.name for field in FLAG_SCHEMA if field.name.startswith(("is_", "has_"))
-)
+) + PREDICTION_COLUMNS
+# The predictions move a little every night (one day older, one day more without a purchase):
+# they count as changed only when they cross into another band, so tiny drifts stay out of the
+# delta while a drift that adds up does show once it crosses a band edge. Bands: p_alive and
+# churn_risk in tenths (0.30–0.39 …), expected purchases per whole purchase (2.00–2.99 …),
+# predicted_clv in steps of × 1.25 (everything up to 1 in one band; 100–124, 125–156 …).
+BAND_WIDTHS = {"p_alive": 0.1, "churn_risk": 0.1, "expected_purchases_next_period": 1.0}
+CLV_BAND_RATIO = 1.25
 DELTA_EXTRA_COLUMNS = ("change", "changed_columns")
 
 
@@ -450,10 +467,21 @@ def read_warehouse(config: LoyaltyConfig, as_of: dt.date) -> WarehouseSnapshot:
             # The mart was rebuilt without them; this also holds if it was built before the erasure ran.
             conditions.append("flags.customer_id not in (select customer_id from raw.erasures)")
         where = (" where " + " and ".join(conditions)) if conditions else ""
-        columns = ", ".join(f"flags.{quote_identifier(field.name)}" for field in FLAG_SCHEMA if field.name != "clv")
+        columns = ", ".join(
+            f"flags.{quote_identifier(field.name)}" for field in FLAG_SCHEMA if field.name not in ("clv", *PREDICTION_COLUMNS)
+        )
+        if _relation_exists(con, "marts", "customer_clv_predictions"):
+            predicted = ", ".join(f"round(predictions.{name}, 2) as {name}" for name in PREDICTION_COLUMNS)
+            predictions_join = (
+                f" left join {PREDICTIONS_TABLE} as predictions"
+                " on predictions.customer_id = flags.customer_id and predictions.as_of_date = flags.as_of_date"
+            )
+        else:
+            predicted = ", ".join(f"cast(null as double) as {name}" for name in PREDICTION_COLUMNS)
+            predictions_join = ""
         query = (
-            f"select {columns}, round(flags.clv, 2) as clv{pii_select} from {MART_TABLE} as flags{pii_join}{where}"
-            " order by flags.customer_id"
+            f"select {columns}, round(flags.clv, 2) as clv, {predicted}{pii_select}"
+            f" from {MART_TABLE} as flags{predictions_join}{pii_join}{where} order by flags.customer_id"
         )
         fetched = con.sql(query).to_arrow_table()
         mart_rows = con.execute(f"select count(*) from {MART_TABLE}").fetchall()[0][0]
@@ -553,6 +581,8 @@ def _delta_table_arrow(current: pa.Table, previous: pa.Table | None, erased: fro
     pieces = []
     for name in tracked:
         new_values, old_values = current.column(name).take(now_pos), previous.column(name).take(before_pos)
+        if name in PREDICTION_COLUMNS:
+            new_values, old_values = _bands(name, new_values), _bands(name, old_values)
         differs = pc.or_(
             pc.fill_null(pc.not_equal(new_values, old_values), False),
             pc.xor(pc.is_null(new_values), pc.is_null(old_values)),
@@ -608,6 +638,30 @@ def _tracked_columns(columns: list[str]) -> list[str]:
     return [c for c in columns if c in TRACKED_COLUMNS or c not in FLAG_SCHEMA.names]
 
 
+def _band_of(name: str, value: Any) -> Any:
+    """The band a tracked value falls in (see BAND_WIDTHS); other columns compare as they are.
+    Values have 2 decimals: the band is taken of the value in hundredths, so 0.30 is in band 3,
+    not in band 2 by a floating-point 2.9999…"""
+    if name not in PREDICTION_COLUMNS:
+        return value
+    if value is None or value != value:  # null (or NaN, which the vectorised path also reads as null)
+        return None
+    if name in BAND_WIDTHS:
+        return int(np.floor(round(value * 100) / round(BAND_WIDTHS[name] * 100)))
+    return int(np.floor(np.log(max(value, 1.0)) / np.log(CLV_BAND_RATIO)))
+
+
+def _bands(name: str, values: pa.Array) -> pa.Array:
+    """_band_of for a column, vectorised (nulls stay null)."""
+    numbers = values.to_numpy(zero_copy_only=False).astype(float)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        if name in BAND_WIDTHS:
+            bands = np.floor(np.round(numbers * 100) / round(BAND_WIDTHS[name] * 100))
+        else:
+            bands = np.floor(np.log(np.maximum(numbers, 1.0)) / np.log(CLV_BAND_RATIO))
+    return pa.array(bands, pa.float64(), mask=np.isnan(numbers))
+
+
 def _delta_schema(schema: pa.Schema) -> pa.Schema:
     return pa.schema(list(schema) + [pa.field(name, pa.string()) for name in DELTA_EXTRA_COLUMNS])
 
@@ -623,8 +677,11 @@ def _delta_vectorisable(current: pa.Table, previous: pa.Table) -> bool:
         return False
     tracked = _tracked_columns(names)
     # Arrow's (in)equality is Python's != for these types; other types take the Python path.
-    kinds = [current.schema.field(c).type for c in tracked]
-    return all(pa.types.is_string(kind) or pa.types.is_boolean(kind) for kind in kinds)
+    kinds = [current.schema.field(c).type for c in tracked if c not in PREDICTION_COLUMNS]
+    banded = [current.schema.field(c).type for c in tracked if c in PREDICTION_COLUMNS]
+    return all(pa.types.is_string(kind) or pa.types.is_boolean(kind) for kind in kinds) and all(
+        pa.types.is_floating(kind) for kind in banded
+    )
 
 
 def _delta_rows_python(current: pa.Table, previous: pa.Table | None, erased: frozenset[str] = frozenset()) -> list[dict[str, Any]]:
@@ -643,7 +700,10 @@ def _delta_rows_python(current: pa.Table, previous: pa.Table | None, erased: fro
             old = before[customer_id]
             out.append({**{c: old.get(c) for c in columns}, "change": "removed", "changed_columns": ""})
         else:
-            differing = [c for c in tracked if c in before[customer_id] and before[customer_id][c] != now[customer_id][c]]
+            differing = [
+                c for c in tracked
+                if c in before[customer_id] and _band_of(c, before[customer_id][c]) != _band_of(c, now[customer_id][c])
+            ]
             if differing:
                 out.append({**now[customer_id], "change": "changed", "changed_columns": ";".join(differing)})
     return out
@@ -837,8 +897,9 @@ def build_export_assets(
         key_prefix=["exports"],
         name="segment_flags",
         group_name="export",
-        # After the mart (and its dbt checks), and after the erasure step, whose list it also applies.
-        deps=[MART_KEY, ERASURES_KEY],
+        # After the mart (and its dbt checks), after the erasure step, whose list it also applies, and
+        # after the predictive CLV step, whose predictions it exports.
+        deps=[MART_KEY, ERASURES_KEY, PREDICTIONS_KEY],
         # The graph's as-of partitions: a nightly run exports its date; a backfilled range exports its
         # latest date only (the customer-level mart holds the latest date of the run).
         partitions_def=partitions_def,

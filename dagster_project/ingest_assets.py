@@ -5,7 +5,7 @@ import dagster as dg
 from .ingest import FileOutcome, ingest_source
 from .erasure import apply_erasures
 from .landing_files import LandingFormat
-from .raw_contract import CUSTOMERS, ERASURES, NPS_RESPONSES, TRANSACTIONS, DateLimits, RawSource
+from .raw_contract import CUSTOMERS, ERASURES, NPS_RESPONSES, PRODUCTS, TRANSACTIONS, DateLimits, RawSource
 from .resources import LoyaltySettings
 from .warehouse import connect
 
@@ -100,4 +100,17 @@ def build_ingest_assets(partitions_def: dg.PartitionsDefinition, backfill_policy
                 context.log.info(f"erasure: removed {rows} rows from {table}")
         return dg.MaterializeResult(metadata={**result.metadata, "rows_erased": sum(removed.values())})
 
-    return [transactions, nps_responses, customers, erasures]
+    @dg.asset(
+        key_prefix=["raw"],
+        group_name="ingest",
+        **partitioning,
+        description=(
+            "Optional margin rate per product from <raw_dir>/products/*.csv|*.parquet (product_id, "
+            "margin_rate); transactions of other products count on the margin_rate setting."
+        ),
+        deps=[erasures],  # one DuckDB writer at a time
+    )
+    def products(context: dg.AssetExecutionContext, settings: LoyaltySettings) -> dg.MaterializeResult:
+        return _ingest(context, settings, PRODUCTS)
+
+    return [transactions, nps_responses, customers, erasures, products]

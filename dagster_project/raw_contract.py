@@ -9,11 +9,13 @@ from __future__ import annotations
 import dataclasses
 from typing import Literal
 
-Kind = Literal["id", "text", "date", "timestamp", "amount", "score", "boolean"]
+Kind = Literal["id", "text", "date", "timestamp", "amount", "score", "boolean", "rate"]
 
 # ISO 8601 date, optionally followed by a time (and zone): 2024-05-01, 2024-05-01T10:15:00Z.
 ISO_DATE_PATTERN = r"\d{4}-\d{2}-\d{2}([T ]\d{2}:\d{2}(:\d{2}(\.\d+)?)?(Z|[+-]\d{2}(:?\d{2})?)?)?"
 SCORE_MIN, SCORE_MAX = 0, 10
+# A margin rate is a share of the revenue: a loss leader may be negative, nothing exceeds 100 %.
+RATE_MIN, RATE_MAX = -1, 1
 
 
 @dataclasses.dataclass(frozen=True)
@@ -98,7 +100,19 @@ ERASURES = RawSource(
     ),
 )
 
-RAW_SOURCES = (TRANSACTIONS, NPS_RESPONSES, CUSTOMERS, ERASURES)
+# Optional: margin rate per product (share of the revenue, 0.35 = 35 %). Transactions of a listed
+# product count on that margin; every other transaction on the margin_rate setting (config.py).
+PRODUCTS = RawSource(
+    table="products",
+    folder="products",
+    key="product_id",  # one rate per product: the same id again with another rate conflicts
+    columns=(
+        RawColumn("product_id", "id"),
+        RawColumn("margin_rate", "rate"),
+    ),
+)
+
+RAW_SOURCES = (TRANSACTIONS, NPS_RESPONSES, CUSTOMERS, ERASURES, PRODUCTS)
 
 SQL_TYPES: dict[Kind, str] = {
     "id": "varchar",
@@ -108,6 +122,7 @@ SQL_TYPES: dict[Kind, str] = {
     "boolean": "boolean",
     "amount": "decimal(18, 2)",
     "score": "integer",
+    "rate": "decimal(9, 6)",
 }
 
 
@@ -127,6 +142,8 @@ def typed_expression(column: RawColumn) -> str:
         )
     if column.kind == "amount":
         return amount_expression(value)
+    if column.kind == "rate":
+        return rate_expression(value)
     # Scores are whole numbers: '9.5' or 'nio' are unreadable, not rounded.
     return f"case when regexp_full_match({value}, '[+-]?\\d+') then try_cast({value} as integer) end"
 
@@ -164,6 +181,21 @@ def amount_expression(value: str) -> str:
     )
 
 
+# Rates: a plain decimal with the file's separator ("0.35", "0,35" in a ','-file), no grouping.
+_DOT_RATE = r"[+-]?(\d+(\.\d*)?|\.\d+)"
+_COMMA_RATE = r"[+-]?(\d+(,\d*)?|,\d+)"
+
+
+def rate_expression(value: str) -> str:
+    return (
+        "case"
+        f" when decimal_separator <> ',' and regexp_full_match({value}, '{_DOT_RATE}') then try_cast({value} as decimal(9, 6))"
+        f" when decimal_separator = ',' and regexp_full_match({value}, '{_COMMA_RATE}')"
+        f" then try_cast(replace({value}, ',', '.') as decimal(9, 6))"
+        " end"
+    )
+
+
 @dataclasses.dataclass(frozen=True)
 class DateLimits:
     """Plausible dates: none before the business started, none after the day of the run."""
@@ -189,6 +221,13 @@ def violation_expressions(column: RawColumn, limits: DateLimits | None = None) -
     elif column.kind == "amount":
         rules.append((f"{raw} is not null and {typed} is null", f"{column.name} is not a number"))
         rules.append((f"{typed} = 0", f"{column.name} is zero"))
+    elif column.kind == "rate":
+        rules.append(
+            (
+                f"{raw} is not null and ({typed} is null or {typed} not between {RATE_MIN} and {RATE_MAX})",
+                f"{column.name} is not a number from {RATE_MIN} to {RATE_MAX}",
+            )
+        )
     elif column.kind == "score":
         rules.append(
             (

@@ -295,7 +295,7 @@ def test_pii_columns_only_when_configured(two_dates, tmp_path):
 # ----------------------------------------------------------------------------------------------
 
 
-def test_the_export_asset_follows_the_mart_and_the_erasure_step():
+def test_the_export_asset_follows_the_mart_the_predictions_and_the_erasure_step():
     import dagster as dg
 
     from dagster_project.definitions import build_resources
@@ -304,7 +304,10 @@ def test_the_export_asset_follows_the_mart_and_the_erasure_step():
 
     graph = dg.Definitions(assets=default_graph().assets, resources=build_resources()).resolve_asset_graph()
     node = graph.get(dg.AssetKey(["exports", "segment_flags"]))
-    assert node.parent_keys == {dg.AssetKey(["marts", "customer_segment_flags"]), dg.AssetKey(["raw", "erasures"])}
+    assert node.parent_keys == {
+        dg.AssetKey(["marts", "customer_segment_flags"]), dg.AssetKey(["raw", "erasures"]),
+        dg.AssetKey(["marts", "customer_clv_predictions"]),  # its predictions are exported too
+    }
     checked = {key.name for key in graph.asset_check_keys if key.asset_key == dg.AssetKey(["marts", "customer_segment_flags"])}
     assert "unique_combination_customer_segment_flags_customer_id" in checked
 

@@ -21,6 +21,9 @@ from .support import TRANSACTION_HEADER, default_graph, default_suite_parameters
 PARAMETERS = default_suite_parameters()
 
 SUITES = [
+    "marts.clv_calibration",
+    "marts.clv_model_parameters",
+    "marts.customer_clv_predictions",
     "marts.customer_period_facts",
     "marts.nps_by_segment",
     "marts.segment_clv",

@@ -26,8 +26,10 @@ def warehouse(tmp_path_factory):
     raw = tmp_path_factory.mktemp("worked_example_raw")
     write_worked_example(raw)
     path = tmp_path_factory.mktemp("worked_example_wh") / "warehouse.duckdb"
-    # Export, published copy and report beside the warehouse, not in the project's data/.
-    outputs = json.dumps({"export_dir": str(path.parent / "exports"), "publish_dir": str(path.parent / "published")})
+    # Export, published copy and report beside the warehouse, not in the project's data/. Discount
+    # rate 0 (and the default margin rate 1): the discounted CLV must be the seed's CLV.
+    outputs = json.dumps({"export_dir": str(path.parent / "exports"), "publish_dir": str(path.parent / "published"),
+                          "discount_rate": 0.0})
     outcome = run_pipeline(LoyaltySettings(as_of_date=AS_OF.isoformat(), raw_dir=str(raw), warehouse=str(path),
                                            overrides_json=outputs))
     assert outcome.success, outcome.failure
@@ -87,6 +89,26 @@ def test_clv_and_portfolio_table(warehouse):
         for field, (displayed, decimals) in fields.items():
             assert matches_displayed(table[segment][field], displayed, decimals), (segment, field, table[segment][field])
     assert table["total"]["clv_index"] is None
+
+
+def test_discounted_clv_on_margin_with_d_0_and_margin_1_is_the_worked_example_clv(warehouse):
+    rows = query(
+        warehouse,
+        "select value_segment, revenue, margin, revenue_per_customer, margin_per_customer, clv, clv_margin,"
+        " retention_rate, retention_rate_yearly, clv_discounted, portfolio_value_discounted"
+        " from marts.segment_clv where period_index = 0",
+    )
+    assert {row[0] for row in rows} == set(EXPECTED_CLV)
+    for segment, revenue, margin, rpc, mpc, clv, clv_margin, retention, yearly, discounted, portfolio in rows:
+        assert margin == revenue, segment  # margin rate 1: to the cent
+        assert mpc == pytest.approx(rpc, rel=1e-12) and clv_margin == pytest.approx(clv, rel=1e-12), segment
+        assert yearly == pytest.approx(retention, rel=1e-12), segment  # 12-month periods: r as it is
+        # m × (1 + 0) ÷ (1 + 0 − r) = m ÷ churn = m × duration: DOMAIN.md's figure at its rounding.
+        assert matches_displayed(discounted, EXPECTED_CLV[segment]["clv"][0], EXPECTED_CLV[segment]["clv"][1]), (segment, discounted)
+        assert discounted == pytest.approx(clv, rel=1e-9), segment
+        if "portfolio_value" in EXPECTED_CLV[segment]:
+            displayed, decimals = EXPECTED_CLV[segment]["portfolio_value"]
+            assert matches_displayed(portfolio, displayed, decimals), (segment, portfolio)
 
 
 def test_retention_table_matches_the_lost_column(warehouse):

@@ -107,3 +107,10 @@
 {% macro safe_divide(numerator, denominator) -%}
     (cast({{ numerator }} as double) / nullif(cast({{ denominator }} as double), 0))
 {%- endmacro %}
+
+{#- Margin of a transaction: its amount × the product's margin rate (products/ landing folder), or
+    × the margin_rate setting for a transaction without a listed product. Decimal arithmetic, so
+    with margin_rate 1 the margin equals the revenue to the cent, in any summation order. -#}
+{% macro margin_of(amount, product_margin_rate) -%}
+    ({{ amount }} * coalesce({{ product_margin_rate }}, cast({{ var('margin_rate') }} as decimal(9, 6))))
+{%- endmacro %}

@@ -9,6 +9,10 @@ periods as (
     select * from {{ ref('int_periods') }}
 ),
 
+product_margins as (
+    select * from {{ ref('stg_raw__products') }}
+),
+
 day_offsets as (
     -- 0 … 9999 days: longer than any period (period_months ≤ 120, ≤ 3 653 days).
     {{ integer_series(4) }}
@@ -34,10 +38,14 @@ assigned as (
         transactions.customer_id,
         transactions.amount,
         transactions.is_purchase,
-        transactions.product_id
+        transactions.product_id,
+        {{ margin_of('transactions.amount', 'product_margins.margin_rate') }} as margin
     from transactions
     inner join calendar
         on transactions.transaction_date = calendar.calendar_date
+    -- Product ids of transactions are free text as delivered; the products' ids are trimmed.
+    left join product_margins
+        on trim(transactions.product_id) = product_margins.product_id
 ),
 
 totals as (
@@ -47,6 +55,7 @@ totals as (
         customer_id,
         period_index,
         sum(amount) as revenue,
+        sum(margin) as margin,
         count(case when is_purchase then 1 end) as purchases,
         coalesce(-sum(case when amount < 0 then amount end), 0) as refund_amount,
         count(product_id) as rows_with_product
@@ -80,7 +89,9 @@ final as (
         case
             when totals.rows_with_product = 0 then null
             else coalesce(products.distinct_products, 0)
-        end as distinct_products
+        end as distinct_products,
+        -- Net margin (refunds subtract at their product's rate); = revenue with margin rate 1.
+        cast(totals.margin as decimal(18, 2)) as margin
     from totals
     inner join periods
         on totals.as_of_date = periods.as_of_date

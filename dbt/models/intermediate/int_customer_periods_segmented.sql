@@ -41,7 +41,8 @@ final as (
         value_share,
         value_decile,
         {{ value_segment('value_share') }} as value_segment,
-        {{ segment_rank(value_segment('value_share')) }} as segment_rank
+        {{ segment_rank(value_segment('value_share')) }} as segment_rank,
+        margin
     from shared
 )
 

@@ -1,6 +1,10 @@
 {#- CLV per value segment of period k = revenue per customer per year (period k) × duration
     (from the segment's retention between k + 1 and k). The total row uses all active customers;
-    its portfolio value is the sum over segments, not customers × the average CLV. -#}
+    its portfolio value is the sum over segments, not customers × the average CLV.
+    On margin and discounted (DOMAIN.md, "CLV on margin, discounted …"): margin per customer per
+    year m, yearly retention r and yearly discount rate d give m × Σ (r ÷ (1 + d))^t over
+    t = 0, 1, … = m × (1 + d) ÷ (1 + d − r); with d = 0 and 12-month periods that is m × duration.
+    Periods of other lengths: r is annualised as r_period ^ (12 ÷ period_months). -#}
 with
 
 segmented as (
@@ -35,7 +39,8 @@ by_segment as (
         grid.segment_rank,
         count(segmented.customer_id) as customers,
         coalesce(sum(segmented.purchases), 0) as purchases,
-        coalesce(sum(segmented.revenue), 0) as revenue
+        coalesce(sum(segmented.revenue), 0) as revenue,
+        coalesce(sum(segmented.margin), 0) as margin
     from grid
     left join segmented
         on segmented.as_of_date = grid.as_of_date
@@ -47,7 +52,7 @@ by_segment as (
 with_total as (
     select * from by_segment
     union all
-    select as_of_date, period_index, 'total', 5, sum(customers), sum(purchases), sum(revenue)
+    select as_of_date, period_index, 'total', 5, sum(customers), sum(purchases), sum(revenue), sum(margin)
     from by_segment
     group by as_of_date, period_index
 ),
@@ -57,7 +62,9 @@ valued as (
         with_total.*,
         retention.duration_years,
         retention.retention_rate,
-        {{ safe_divide('with_total.revenue', 'with_total.customers') }} * 12.0 / {{ var('period_months') }} as revenue_per_customer
+        {{ safe_divide('with_total.revenue', 'with_total.customers') }} * 12.0 / {{ var('period_months') }} as revenue_per_customer,
+        {{ safe_divide('with_total.margin', 'with_total.customers') }} * 12.0 / {{ var('period_months') }} as margin_per_customer,
+        power(retention.retention_rate, 12.0 / {{ var('period_months') }}) as retention_rate_yearly
     from with_total
     inner join retention
         on with_total.as_of_date = retention.as_of_date
@@ -68,7 +75,10 @@ valued as (
 with_clv as (
     select
         valued.*,
-        revenue_per_customer * duration_years as clv
+        revenue_per_customer * duration_years as clv,
+        margin_per_customer * duration_years as clv_margin,
+        -- null when d = 0 and nobody churned (an infinite sum); finite for any d > 0.
+        margin_per_customer * {{ safe_divide('1 + ' ~ var('discount_rate'), '1 + ' ~ var('discount_rate') ~ ' - retention_rate_yearly') }} as clv_discounted
     from valued
 ),
 
@@ -100,7 +110,20 @@ final as (
                 coalesce(max(case when value_segment = '{{ segment }}' then customers * clv end) over slice, 0)
                 {{- ' +' if not loop.last }}
                 {%- endfor %}
-        end as portfolio_value
+        end as portfolio_value,
+        cast(margin as decimal(18, 2)) as margin,
+        margin_per_customer,
+        clv_margin,
+        retention_rate_yearly,
+        clv_discounted,
+        case
+            when value_segment <> 'total' then customers * clv_discounted
+            when count(case when value_segment <> 'total' then customers * clv_discounted end) over slice > 0 then
+                {%- for segment in ['super', 'top', 'middle', 'bottom'] %}
+                coalesce(max(case when value_segment = '{{ segment }}' then customers * clv_discounted end) over slice, 0)
+                {{- ' +' if not loop.last }}
+                {%- endfor %}
+        end as portfolio_value_discounted
     from with_clv
     window slice as (partition by as_of_date, period_index)
 )

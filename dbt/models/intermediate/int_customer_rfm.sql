@@ -1,0 +1,160 @@
+{#- The purchase history each customer's predictive CLV is fitted on (BG/NBD family, Gamma-Gamma),
+    in days, per as-of date of the run and per snapshot:
+    - 'current': the history up to the as-of date (the nightly fit and predictions);
+    - 'calibration': the history up to the end of period 1 (as_of − period_months), with what the
+      customer then bought in period 0 (the holdout), so the predictions can be checked.
+    A purchase day is a day with at least one purchase (amount > 0): several purchases on one day
+    count once. frequency = repeat purchase days (purchase days − 1), recency_days = last − first
+    purchase day, t_days = history end − first purchase day, monetary_value = mean purchase amount
+    of the repeat purchase days (null without any); refunds are left out of this history. -#}
+with
+
+transactions as (
+    select * from {{ ref('stg_raw__transactions') }}
+),
+
+product_margins as (
+    select * from {{ ref('stg_raw__products') }}
+),
+
+segmented as (
+    select * from {{ ref('int_customer_periods_segmented') }}
+),
+
+run_dates as (
+    {{ run_dates() }}
+),
+
+purchase_days as (
+    select
+        transactions.customer_id,
+        transactions.transaction_date as purchase_date,
+        sum(transactions.amount) as day_revenue,
+        sum({{ margin_of('transactions.amount', 'product_margins.margin_rate') }}) as day_margin
+    from transactions
+    left join product_margins
+        on trim(transactions.product_id) = product_margins.product_id
+    where transactions.is_purchase
+    group by transactions.customer_id, transactions.transaction_date
+),
+
+first_purchases as (
+    -- The first purchase ever is the first one up to any as-of date that has one.
+    select customer_id, min(purchase_date) as first_purchase_date
+    from purchase_days
+    group by customer_id
+),
+
+cutoffs as (
+    select
+        as_of_date,
+        {{ period_end(1, 'as_of_date') }} as calibration_end_date
+    from run_dates
+),
+
+histories as (
+    select
+        cutoffs.as_of_date,
+        cutoffs.calibration_end_date,
+        purchase_days.customer_id,
+        first_purchases.first_purchase_date,
+        -- Up to the as-of date.
+        count(*) as purchase_day_count,
+        max(purchase_days.purchase_date) as last_purchase_date,
+        sum(purchase_days.day_revenue) as purchase_revenue,
+        sum(purchase_days.day_margin) as purchase_margin,
+        sum(case when purchase_days.purchase_date > first_purchases.first_purchase_date then purchase_days.day_revenue end) as repeat_revenue,
+        -- Up to the end of the calibration history.
+        count(case when purchase_days.purchase_date <= cutoffs.calibration_end_date then 1 end) as calibration_purchase_day_count,
+        max(case when purchase_days.purchase_date <= cutoffs.calibration_end_date then purchase_days.purchase_date end) as calibration_last_purchase_date,
+        sum(case when purchase_days.purchase_date <= cutoffs.calibration_end_date then purchase_days.day_revenue end) as calibration_purchase_revenue,
+        sum(case when purchase_days.purchase_date <= cutoffs.calibration_end_date then purchase_days.day_margin end) as calibration_purchase_margin,
+        sum(
+            case
+                when purchase_days.purchase_date <= cutoffs.calibration_end_date
+                    and purchase_days.purchase_date > first_purchases.first_purchase_date
+                    then purchase_days.day_revenue
+            end
+        ) as calibration_repeat_revenue,
+        -- The holdout: period 0, after the calibration history.
+        count(case when purchase_days.purchase_date > cutoffs.calibration_end_date then 1 end) as holdout_purchase_days,
+        sum(case when purchase_days.purchase_date > cutoffs.calibration_end_date then purchase_days.day_revenue end) as holdout_revenue
+    from purchase_days
+    inner join first_purchases
+        on purchase_days.customer_id = first_purchases.customer_id
+    inner join cutoffs
+        on purchase_days.purchase_date <= cutoffs.as_of_date
+    group by cutoffs.as_of_date, cutoffs.calibration_end_date, purchase_days.customer_id, first_purchases.first_purchase_date
+),
+
+current_snapshot as (
+    select
+        as_of_date,
+        'current' as snapshot,
+        as_of_date as history_end_date,
+        customer_id,
+        first_purchase_date,
+        last_purchase_date,
+        purchase_day_count - 1 as frequency,
+        {{ dbt.datediff('first_purchase_date', 'last_purchase_date', 'day') }} as recency_days,
+        {{ dbt.datediff('first_purchase_date', 'as_of_date', 'day') }} as t_days,
+        {{ safe_divide('repeat_revenue', 'purchase_day_count - 1') }} as monetary_value,
+        {{ safe_divide('purchase_margin', 'purchase_revenue') }} as margin_rate,
+        0 as period_index,
+        0 as holdout_purchase_days,
+        0 as holdout_revenue
+    from histories
+),
+
+calibration_snapshot as (
+    select
+        as_of_date,
+        'calibration' as snapshot,
+        calibration_end_date as history_end_date,
+        customer_id,
+        first_purchase_date,
+        calibration_last_purchase_date as last_purchase_date,
+        calibration_purchase_day_count - 1 as frequency,
+        {{ dbt.datediff('first_purchase_date', 'calibration_last_purchase_date', 'day') }} as recency_days,
+        {{ dbt.datediff('first_purchase_date', 'calibration_end_date', 'day') }} as t_days,
+        {{ safe_divide('calibration_repeat_revenue', 'calibration_purchase_day_count - 1') }} as monetary_value,
+        {{ safe_divide('calibration_purchase_margin', 'calibration_purchase_revenue') }} as margin_rate,
+        1 as period_index,
+        holdout_purchase_days,
+        coalesce(holdout_revenue, 0) as holdout_revenue
+    from histories
+    where first_purchase_date <= calibration_end_date
+),
+
+snapshots as (
+    select * from current_snapshot
+    union all
+    select * from calibration_snapshot
+),
+
+final as (
+    select
+        snapshots.as_of_date,
+        snapshots.snapshot,
+        snapshots.history_end_date,
+        snapshots.customer_id,
+        snapshots.first_purchase_date,
+        snapshots.last_purchase_date,
+        cast(snapshots.frequency as integer) as frequency,
+        cast(snapshots.recency_days as integer) as recency_days,
+        cast(snapshots.t_days as integer) as t_days,
+        snapshots.monetary_value,
+        snapshots.margin_rate,
+        -- The value segment of the last period of the history (period 0 for the current
+        -- snapshot, 1 for the calibration); null when the customer bought nothing in it.
+        segmented.value_segment,
+        cast(snapshots.holdout_purchase_days as integer) as holdout_purchase_days,
+        cast(snapshots.holdout_revenue as decimal(18, 2)) as holdout_revenue
+    from snapshots
+    left join segmented
+        on snapshots.as_of_date = segmented.as_of_date
+        and snapshots.customer_id = segmented.customer_id
+        and snapshots.period_index = segmented.period_index
+)
+
+select * from final
