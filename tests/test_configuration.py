@@ -51,6 +51,13 @@ VARIANT = {
     "schedule_cron": "30 3 * * 1-5",
     "schedule_timezone": "America/New_York",
     "run_dbt_unit_tests": True,
+    "margin_rate": 0.4,
+    "discount_rate": 0.05,
+    "clv_model": "bg_nbd",
+    "clv_horizon_years": 2.0,
+    "clv_min_repeat_customers": 50,
+    "clv_alive_threshold": 0.8,
+    "clv_fit_max_customers": 1000,
     "currency": "EUR",
     "report_min_nps_responses": 3,
     "duckdb_memory_limit": "1GB",
@@ -335,6 +342,113 @@ def test_export_pii_columns_and_consent_age(variant, baseline):
     assert all(row["email"] == f"{row['customer_id'].lower()}@example.com" for row in rows)
     base_export = baseline.config.export_path / f"segment_flags_{AS_OF.isoformat()}.csv"
     assert "email" not in base_export.read_text(encoding="utf-8").splitlines()[0].split(",")
+
+
+# --- CLV on margin, discounted, and predicted ---------------------------------------------------
+
+
+def test_margin_rate_and_discount_rate_value_the_segments(variant, baseline):
+    for run in (variant, baseline):
+        d = run.config.discount_rate
+        rows = run.sql(
+            "select value_segment, revenue_per_customer, margin_per_customer, duration_years, clv_margin,"
+            " retention_rate, clv_discounted from marts.segment_clv where as_of_date = ? and period_index = 0"
+            " and value_segment <> 'total'",
+            [AS_OF],
+        )
+        assert len(rows) == 4
+        for segment, revenue, margin, duration, clv_margin, retention, discounted in rows:
+            # No products/ folder: every transaction counts at the margin_rate setting.
+            assert margin == pytest.approx(revenue * run.config.margin_rate), segment
+            if duration is not None:
+                assert clv_margin == pytest.approx(margin * duration), segment
+            yearly = retention ** (12 / run.config.period_months)
+            assert discounted == pytest.approx(margin * (1 + d) / (1 + d - yearly)), segment
+
+
+def _parameters(run: Run) -> dict:
+    rows = run.sql(
+        "select model, parameter, value from marts.clv_model_parameters where as_of_date = ? and fit = 'current'", [AS_OF]
+    )
+    models: dict = {}
+    for name, parameter, value in rows:
+        models.setdefault(name, {})[parameter] = value
+    return models
+
+
+def test_clv_model_chooses_the_purchase_model(variant, baseline):
+    assert set(_parameters(variant)) == {"bg_nbd", "gamma_gamma"}
+    assert set(_parameters(baseline)) == {"mbg_nbd", "gamma_gamma"}
+    # The property the default avoids: BG/NBD calls every one-time buyer surely alive.
+    one_time = "select min(p_alive), max(p_alive) from marts.customer_clv_predictions where frequency = 0"
+    assert variant.sql(one_time)[0] == (1.0, 1.0)
+    assert baseline.sql(one_time)[0][1] < 1.0
+
+
+def test_clv_horizon_years_is_the_horizon_of_predicted_clv(variant):
+    import numpy as np
+
+    from dagster_project.predictive_clv import model
+
+    parameters = _parameters(variant)["bg_nbd"]
+    rows = variant.sql(
+        "select frequency, recency_days, t_days, expected_spend_per_purchase, margin_rate, predicted_clv"
+        " from marts.customer_clv_predictions order by customer_id limit 200"
+    )
+    x, t_x, age, spend, margin, clv = (np.array(column, dtype=float) for column in zip(*rows))
+
+    def clv_over(years: float):
+        purchases = model.discounted_expected_purchases("bg_nbd", parameters, x, t_x, age, years, variant.config.discount_rate)
+        return purchases * spend * margin
+
+    assert clv == pytest.approx(clv_over(VARIANT["clv_horizon_years"]), rel=1e-6)
+    assert not np.allclose(clv, clv_over(LoyaltyConfig().clv_horizon_years), rtol=1e-3)
+
+
+def test_clv_fit_max_customers_samples_the_fit(variant, baseline):
+    [(fitted, message)] = variant.sql(
+        "select distinct customers_fitted, message from marts.clv_model_parameters"
+        " where as_of_date = ? and fit = 'current' and model = 'bg_nbd'", [AS_OF]
+    )
+    [(customers,)] = variant.sql("select count(*) from marts.customer_clv_predictions")
+    assert 800 <= fitted <= 1200 < customers and "deterministic sample of about 1000" in message
+    [(all_fitted,)] = baseline.sql(
+        "select distinct customers_fitted from marts.clv_model_parameters where as_of_date = ? and fit = 'current' and model = 'mbg_nbd'", [AS_OF]
+    )
+    assert all_fitted == baseline.sql("select count(*) from intermediate.int_customer_rfm where snapshot = 'current'")[0][0]
+
+
+def test_clv_alive_threshold_decides_who_counts_as_predicted_alive(variant, baseline):
+    def alive(run: Run) -> int:
+        [(count,)] = run.sql(
+            "select sum(predicted_alive_customers) from marts.clv_calibration where as_of_date = ? and grouping = 'value_segment'",
+            [AS_OF],
+        )
+        return count
+
+    def customers(run: Run) -> int:
+        return run.sql("select sum(customers) from marts.clv_calibration where as_of_date = ? and grouping = 'value_segment'", [AS_OF])[0][0]
+
+    # BG/NBD (the variant) calls more customers alive than MBG/NBD, yet a threshold of 0.8
+    # instead of 0.5 leaves fewer of them counted as alive.
+    assert 0 < alive(variant) < customers(variant)
+    assert alive(variant) / customers(variant) != alive(baseline) / customers(baseline)
+
+
+def test_clv_min_repeat_customers_decides_whether_the_fit_runs(tiny, capsys):
+    raw, config_file = tiny
+    write_csv(raw / "transactions" / "t.csv", TRANSACTION_HEADER[:4], [
+        ("t1", "A", "2024-03-01", "10"), ("t2", "A", "2024-06-01", "20"), ("t3", "B", "2024-05-01", "20"), ("t4", "B", "2024-09-01", "25"),
+    ])
+    default = config_file()
+    assert run_cli(["run", "--config", str(default), "--as-of", "2024-12-31"], capsys)[0] == 0
+    log = load_config(default).log_path.read_text(encoding="utf-8")
+    assert "2 repeat buyers, fewer than clv_min_repeat_customers = 100: fit skipped" in log
+    low = config_file(clv_min_repeat_customers=2)
+    assert run_cli(["run", "--config", str(low), "--as-of", "2024-12-31"], capsys)[0] == 0
+    log = load_config(low).log_path.read_text(encoding="utf-8")
+    assert log.count("fewer than clv_min_repeat_customers = 2") == 0
+    assert "predictive CLV: fitting mbg_nbd on 2 customers" in log
 
 
 def _report(run: Run) -> str:
