@@ -122,3 +122,21 @@ def test_every_asset_is_partitioned_by_as_of_date_with_single_run_backfills():
         node = graph.get(key)
         assert node.partitions_def is not None, key
         assert node.backfill_policy == dg.BackfillPolicy.single_run(), key
+
+
+def test_dagster_dev_reads_the_configuration_named_by_loyalty_config(tmp_path, monkeypatch):
+    """`LOYALTY_CONFIG=FILE dagster dev`: the partitions and the schedule of the loaded location
+    come from FILE, and so does every step's configuration (read at run time, not import)."""
+    from dagster_project.resources import LoyaltySettings
+
+    file = tmp_path / "site.yml"
+    file.write_text('business_start_date: "1997-01-01"\nschedule_cron: "15 4 * * *"\nperiod_months: 6\n')
+    monkeypatch.setenv("LOYALTY_CONFIG", str(file))
+    location = defs()
+    graph = location.resolve_asset_graph()
+    partitions = graph.get(dg.AssetKey(["raw", "transactions"])).partitions_def
+    assert partitions.get_first_partition_key() == "1997-01-01"
+    assert location.get_schedule_def("nightly_schedule").cron_schedule == "15 4 * * *"
+    assert LoyaltySettings().loyalty_config().period_months == 6
+    monkeypatch.delenv("LOYALTY_CONFIG")
+    assert LoyaltySettings().loyalty_config().period_months == LoyaltyConfig().period_months
