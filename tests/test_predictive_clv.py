@@ -306,6 +306,24 @@ def test_too_few_repeat_buyers_skip_the_fit_with_a_message(rfm_config):
     assert query(config.warehouse_path, "select count(*) from marts.customer_clv_predictions")[0][0] == 0
 
 
+def test_kept_predictions_lose_a_customer_erased_since(rfm_config):
+    # D1 on BG/NBD; D2 switched to MBG/NBD with a fit that is skipped: no MBG/NBD parameters to
+    # keep, so the predictions mart keeps D1's rows.
+    fit.run(dataclasses.replace(rfm_config, clv_model=model.BG_NBD), [D1], log=lambda _: None)
+    with duckdb.connect(str(rfm_config.warehouse_path)) as con:
+        con.execute("create schema raw")
+        con.execute("create table raw.erasures (customer_id varchar)")
+        con.execute("insert into raw.erasures values ('C1'), ('C2')")
+    skipped = dataclasses.replace(rfm_config, clv_min_repeat_customers=10**6)
+    assert fit.run(skipped, [D2], log=lambda _: None)[0].predictions == 0  # no fresh predictions
+    # D1's kept predictions stay, without the erased customers.
+    [(rows, erased, date)] = query(
+        rfm_config.warehouse_path,
+        "select count(*), count(*) filter (where customer_id in ('C1', 'C2')), max(as_of_date) from marts.customer_clv_predictions",
+    )
+    assert (rows, erased, date) == (2355, 0, D1)
+
+
 def test_the_marts_refuse_nan_and_infinity_and_a_drifted_table_fails(rfm_config):
     fit.run(rfm_config, [D1], log=lambda _: None)
     with duckdb.connect(str(rfm_config.warehouse_path)) as con:
