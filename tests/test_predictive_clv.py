@@ -306,6 +306,36 @@ def test_too_few_repeat_buyers_skip_the_fit_with_a_message(rfm_config):
     assert query(config.warehouse_path, "select count(*) from marts.customer_clv_predictions")[0][0] == 0
 
 
+def test_a_backfill_writes_every_date_s_slices_and_never_rolls_the_predictions_back(rfm_config):
+    outcomes = fit.run(rfm_config, [D2, D1], log=lambda _: None)  # a range, in any order
+    assert [(o.as_of_date, o.predictions) for o in outcomes] == [(D1, 0), (D2, 2357)]
+    count = "select as_of_date, count(*) from marts.{} group by 1 order by 1"
+    assert query(rfm_config.warehouse_path, count.format("clv_model_parameters")) == [(D1, 14), (D2, 14)]
+    assert query(rfm_config.warehouse_path, count.format("clv_calibration")) == [(D1, 12), (D2, 12)]
+    # A later backfill of the older date alone rebuilds its slices, not the newer predictions.
+    assert fit.run(rfm_config, [D1], log=lambda _: None)[0].predictions == 0
+    assert query(rfm_config.warehouse_path, count.format("customer_clv_predictions")) == [(D2, 2357)]
+    assert query(rfm_config.warehouse_path, count.format("clv_model_parameters")) == [(D1, 14), (D2, 14)]
+
+
+def test_kept_predictions_lose_a_customer_erased_since(rfm_config):
+    # D1 on BG/NBD; D2 switched to MBG/NBD with a fit that is skipped: no MBG/NBD parameters to
+    # keep, so the predictions mart keeps D1's rows.
+    fit.run(dataclasses.replace(rfm_config, clv_model=model.BG_NBD), [D1], log=lambda _: None)
+    with duckdb.connect(str(rfm_config.warehouse_path)) as con:
+        con.execute("create schema raw")
+        con.execute("create table raw.erasures (customer_id varchar)")
+        con.execute("insert into raw.erasures values ('C1'), ('C2')")
+    skipped = dataclasses.replace(rfm_config, clv_min_repeat_customers=10**6)
+    assert fit.run(skipped, [D2], log=lambda _: None)[0].predictions == 0  # no fresh predictions
+    # D1's kept predictions stay, without the erased customers.
+    [(rows, erased, date)] = query(
+        rfm_config.warehouse_path,
+        "select count(*), count(*) filter (where customer_id in ('C1', 'C2')), max(as_of_date) from marts.customer_clv_predictions",
+    )
+    assert (rows, erased, date) == (2355, 0, D1)
+
+
 def test_the_marts_refuse_nan_and_infinity_and_a_drifted_table_fails(rfm_config):
     fit.run(rfm_config, [D1], log=lambda _: None)
     with duckdb.connect(str(rfm_config.warehouse_path)) as con:

@@ -120,12 +120,24 @@ def _run_date(
             outcome.problems.append(
                 f"{date}: no usable parameters for the current history: marts.customer_clv_predictions keeps its previous date"
             )
+            _drop_erased_customers(con)
         con.execute("commit")
     except BaseException:
         con.execute("rollback")
         raise
     for problem in outcome.problems:
         warn(f"predictive CLV: {problem}")
+
+
+def _drop_erased_customers(con) -> None:
+    """Predictions kept from an earlier night must not outlive an erasure that came since."""
+    erasures = con.execute(
+        "select count(*) from information_schema.tables where table_schema = 'raw' and table_name = 'erasures'"
+    ).fetchone()[0]
+    if erasures:
+        con.execute(
+            f"delete from {marts.CUSTOMER_CLV_PREDICTIONS.qualified} where customer_id in (select customer_id from raw.erasures)"
+        )
 
 
 def _history_end(con, date: dt.date, snapshot: str) -> dt.date | None:
