@@ -211,8 +211,18 @@ def test_report_in_a_browser_draws_every_chart_with_the_marts_numbers(published,
 
     drawn = page.evaluate(DRAWN)
     # Two slices in the marts: the trend over the as-of dates is drawn too.
+    # The predictive CLV marts exist (the sample fits): their calibration section draws two charts.
     assert set(drawn) == {"flow-heatmap", "flow-sankey", "clv-bars", "lorenz", "retention-pairs",
-                          "retention-trend", "nps-segments", "nps-flows"}
+                          "retention-trend", "nps-segments", "nps-flows",
+                          "clv-calibration-segments", "clv-calibration-deciles"}
+    calibration = query(database, "select group_value, predicted_purchases, actual_purchases from marts.clv_calibration"
+                                  " where as_of_date = ? and grouping = 'value_segment'", [AS_OF])
+    assert drawn["clv-calibration-segments"]["bars"] == 2 * len([g for g, _, _ in calibration if g != "total"])
+    assert drawn["clv-calibration-deciles"]["lines"] == 2
+    rows = _table(page, "clv-calibration-table")
+    assert rows[-1][0] == "Total"
+    total = next((p, a) for g, p, a in calibration if g == "total")
+    assert (number(rows[-1][2]), number(rows[-1][3])) == (round(total[0]), total[1])
     cells = query(database, "select customers from marts.segment_flow_matrix"
                             " where as_of_date = ? and period_index = 0 and customers > 0", [AS_OF])
     assert drawn["flow-sankey"]["sankey_links"] == len(cells)

@@ -305,3 +305,47 @@ def nps_by_flow(cells: pd.DataFrame, config: LoyaltyConfig) -> go.Figure:
     figure.update_xaxes(title="NPS (answers in brackets)", range=[-110, 110], dtick=25)
     figure.update_yaxes(type="category", autorange="reversed")  # the lowest first, as in the table
     return _layout(figure, max(260, 24 * len(cells) + 90), margin=dict(l=160, r=30, t=20, b=48), showlegend=False)
+
+
+CALIBRATION_SEGMENTS = (*SEGMENTS, "none")
+
+
+def _calibration_rows(frame: pd.DataFrame, grouping: str) -> pd.DataFrame:
+    return frame[frame["grouping"] == grouping]
+
+
+def calibration_by_segment(frame: pd.DataFrame, config: LoyaltyConfig) -> go.Figure:
+    """Predicted (light) against actual (solid) purchases in the calibration period, per value
+    segment at the calibration cut-off (none: no purchase in the period before it)."""
+    labels = {**style.segment_labels(config), "none": "none · ej aktiva"}
+    rows = _calibration_rows(frame, "value_segment").set_index("group_value")
+    order = [s for s in CALIBRATION_SEGMENTS if s in rows.index]
+    colours = [style.SEGMENT_COLOURS.get(s, style.SEGMENT_COLOURS["lost"]) for s in order]
+    figure = go.Figure()
+    for column, name, opacity in (("predicted_purchases", "predicted", 0.4), ("actual_purchases", "actual", 1.0)):
+        values = [float(rows.at[s, column]) for s in order]
+        figure.add_trace(go.Bar(
+            x=[labels[s] for s in order], y=values, name=name, opacity=opacity, marker_color=colours,
+            text=[style.integer(v) for v in values], textposition="outside", cliponaxis=False,
+            hovertemplate="%{x}: " + name + " %{y:,.0f} purchases<extra></extra>",
+        ))
+    figure.update_yaxes(title="purchases in the calibration period", rangemode="tozero")
+    figure.update_layout(barmode="group")
+    return _layout(figure, 360)
+
+
+def calibration_by_decile(frame: pd.DataFrame) -> go.Figure:
+    """Predicted against actual purchases per decile of predicted purchases (1 = the most)."""
+    rows = _calibration_rows(frame, "predicted_purchases_decile").copy()
+    rows["decile"] = rows["group_value"].astype(int)
+    rows = rows.sort_values("decile")
+    figure = go.Figure()
+    for column, name, dash in (("predicted_purchases", "predicted", "dot"), ("actual_purchases", "actual", "solid")):
+        figure.add_trace(go.Scatter(
+            x=rows["decile"], y=rows[column].astype(float), name=name, mode="lines+markers",
+            line=dict(color=style.SEGMENT_COLOURS["total"], dash=dash),
+            hovertemplate="decile %{x}: " + name + " %{y:,.0f} purchases<extra></extra>",
+        ))
+    figure.update_xaxes(title="decile of predicted purchases (1 = the most)", dtick=1, range=[0.5, 10.5])
+    figure.update_yaxes(title="purchases", rangemode="tozero")
+    return _layout(figure, 320)

@@ -275,10 +275,53 @@ def lifecycle_tables(data: ReportData, config: LoyaltyConfig) -> tuple[str, str]
     return grid_html, kpi_html
 
 
+# Optional marts with a section of their own (charts and a formatted table); the others get a plain table.
+OWN_SECTIONS = ("clv_calibration",)
+
+
+def calibration_section(data: ReportData, config: LoyaltyConfig) -> dict[str, Any] | None:
+    """The predictive CLV calibration: the fit on the history up to the cut-off, predicting the
+    period after it, against what happened; None without the mart."""
+    frame = data.optional.get("clv_calibration")
+    if frame is None or frame.empty:
+        return None
+    labels = {**style.segment_labels(config), "none": "none · ej aktiva"}
+    rows = frame[frame["grouping"] == "value_segment"].set_index("group_value")
+    order = [s for s in (*charts.CALIBRATION_SEGMENTS, "total") if s in rows.index]
+    c = config.currency
+    table = pd.DataFrame([{
+        "segment": labels[s],
+        "customers": style.integer(rows.at[s, "customers"]),
+        "predicted": style.integer(rows.at[s, "predicted_purchases"]),
+        "actual": style.integer(rows.at[s, "actual_purchases"]),
+        "bias": style.percent(rows.at[s, "purchases_bias"]),
+        "mae": style.decimal(rows.at[s, "purchases_mae"], 2),
+        "predicted_revenue": style.money(rows.at[s, "predicted_revenue"], c),
+        "actual_revenue": style.money(rows.at[s, "actual_revenue"], c),
+        "revenue_bias": style.percent(rows.at[s, "revenue_bias"]),
+        "alive": style.integer(rows.at[s, "predicted_alive_customers"]),
+        "alive_bought": style.percent(rows.at[s, "predicted_alive_purchased_share"]),
+        "_segment": s,
+    } for s in order])
+    history_end = pd.Timestamp(frame["history_end_date"].iloc[0]).date()
+    return {
+        "history_end": history_end.isoformat(),
+        "model": {"mbg_nbd": "MBG/NBD", "bg_nbd": "BG/NBD"}.get(str(frame["model"].iloc[0]), str(frame["model"].iloc[0])),
+        "table": _table(table, "clv-calibration-table", {
+            "segment": "segment at the cut-off", "customers": "customers", "predicted": "predicted purchases",
+            "actual": "actual purchases", "bias": "bias", "mae": "mean abs. error", "predicted_revenue": "predicted revenue",
+            "actual_revenue": "actual revenue", "revenue_bias": "revenue bias", "alive": "predicted alive",
+            "alive_bought": "of them bought",
+        }, segment_column="segment", bold_last=order[-1] == "total"),
+    }
+
+
 def optional_tables(data: ReportData) -> list[dict[str, str]]:
-    """A plain table per optional mart present (predictive CLV, next best offer …)."""
+    """A plain table per optional mart present without a section of its own (next best offer …)."""
     sections = []
     for name, frame in data.optional.items():
+        if name in OWN_SECTIONS:
+            continue
         shown = frame.drop(columns=["as_of_date"], errors="ignore").head(50)
         formatted = shown.map(lambda v: style.decimal(v, 2) if isinstance(v, float) else ("" if v is None else str(v)))
         sections.append({"id": f"section-{name}", "title": OPTIONAL_SECTIONS[name], "mart": name,
@@ -305,6 +348,10 @@ def build_figures(data: ReportData, config: LoyaltyConfig) -> dict[str, Any]:
         figures["retention-trend"] = trend
     if flow_cells is not None and not flow_cells.empty:
         figures["nps-flows"] = charts.nps_by_flow(flow_cells, config)
+    calibration = data.optional.get("clv_calibration")
+    if calibration is not None and not calibration.empty:
+        figures["clv-calibration-segments"] = charts.calibration_by_segment(calibration, config)
+        figures["clv-calibration-deciles"] = charts.calibration_by_decile(calibration)
     return figures
 
 
@@ -347,6 +394,7 @@ def render_report(data: ReportData, config: LoyaltyConfig, generated_at: dt.date
         "nps_bands": style.nps_bands(config),
         "lifecycle": lifecycle,
         "optional_sections": optional_tables(data),
+        "calibration": calibration_section(data, config),
         "concentration": (style.percent(point[0]), style.percent(point[1])) if point else None,
         "legend": [(labels[s], style.SEGMENT_COLOURS[s]) for s in SEGMENTS],
         "flow_legend": [(style.FLOW_LABELS[f], style.SEGMENT_COLOURS[f]) for f in ("new", "recovered", "lost")],
