@@ -435,22 +435,6 @@ def test_clv_alive_threshold_decides_who_counts_as_predicted_alive(variant, base
     assert alive(variant) / customers(variant) != alive(baseline) / customers(baseline)
 
 
-def test_clv_min_repeat_customers_decides_whether_the_fit_runs(tiny, capsys):
-    raw, config_file = tiny
-    write_csv(raw / "transactions" / "t.csv", TRANSACTION_HEADER[:4], [
-        ("t1", "A", "2024-03-01", "10"), ("t2", "A", "2024-06-01", "20"), ("t3", "B", "2024-05-01", "20"), ("t4", "B", "2024-09-01", "25"),
-    ])
-    default = config_file()
-    assert run_cli(["run", "--config", str(default), "--as-of", "2024-12-31"], capsys)[0] == 0
-    log = load_config(default).log_path.read_text(encoding="utf-8")
-    assert "2 repeat buyers, fewer than clv_min_repeat_customers = 100: fit skipped" in log
-    low = config_file(clv_min_repeat_customers=2)
-    assert run_cli(["run", "--config", str(low), "--as-of", "2024-12-31"], capsys)[0] == 0
-    log = load_config(low).log_path.read_text(encoding="utf-8")
-    assert log.count("fewer than clv_min_repeat_customers = 2") == 0
-    assert "predictive CLV: fitting mbg_nbd on 2 customers" in log
-
-
 def _report(run: Run) -> str:
     return (run.config.publish_path / "report" / "latest.html").read_text(encoding="utf-8")
 
@@ -519,23 +503,63 @@ def test_landing_formats_fix_the_decimal_separator(tiny, capsys):
     (raw / "transactions" / "semicolon.csv").write_text(
         "transaction_id;customer_id;transaction_date;amount\nt1;A;2024-03-01;12.50\nt2;B;2024-03-02;2.500\n"
     )
-    detected = config_file()
-    assert run_cli(["run", "--config", str(detected), "--as-of", "2024-12-31"], capsys)[0] == 0
-    # A ;-separated file is taken for decimal comma: 12.50 is not a number, 2.500 is 2500.
-    warehouse = load_config(detected).warehouse_path
-    assert query(warehouse, "select transaction_id, amount from raw.transactions") == [("t2", 2500)]
+    # Detected, a ;-separated file is taken for decimal comma: 12.50 is not a number, 2.500 is 2500
+    # (ingest on its own, without a whole run).
+    from dagster_project.ingest import ingest_source
+    from dagster_project.landing_files import LandingFormat
+    from dagster_project.raw_contract import TRANSACTIONS, DateLimits
+
+    with duckdb.connect() as con:
+        ingest_source(con, TRANSACTIONS, raw, skip_rejected=False, limits=DateLimits("2000-01-01", "2024-12-31"), fmt=LandingFormat())
+        assert con.execute("select transaction_id, amount from raw.transactions").fetchall() == [("t2", 2500)]
     fixed = config_file(landing_formats={"transactions": {"decimal_separator": "."}})
     assert run_cli(["run", "--config", str(fixed), "--as-of", "2024-12-31"], capsys)[0] == 0
     amounts = query(load_config(fixed).warehouse_path, "select transaction_id, cast(amount as double) from raw.transactions order by 1")
     assert amounts == [("t1", 12.5), ("t2", 2.5)]
 
 
-def test_consent_max_age_days_decides_whether_the_export_runs(tiny, capsys):
-    raw, config_file = tiny
+@pytest.fixture(scope="module")
+def consent_and_fit(tmp_path_factory, tiny_warehouse):
+    """Two tiny nights on the same data (two repeat buyers, a consent file 30 days old): the
+    defaults, then consent_max_age_days 30 and clv_min_repeat_customers 2. (One pair of runs for
+    two settings: each run is a whole pipeline.)"""
+    import contextlib
+    import io
+
+    root = tmp_path_factory.mktemp("consent_and_fit")
+    raw = root / "raw"
+    write_csv(raw / "transactions" / "t.csv", TRANSACTION_HEADER[:4], [
+        ("t1", "A", "2024-03-01", "10"), ("t2", "A", "2024-06-01", "20"), ("t3", "B", "2024-05-01", "20"), ("t4", "B", "2024-09-01", "25"),
+    ])
     write_csv(raw / "customers" / "c.csv", ["customer_id", "marketing_consent", "consent_updated_at"], [("A", "true", "2024-12-01")])
-    code, err = run_cli(["run", "--config", str(config_file()), "--as-of", "2024-12-31"], capsys)
+
+    def night(name: str, **settings) -> tuple[int, str, str]:
+        for stale in tiny_warehouse.parent.glob(tiny_warehouse.name + "*"):
+            stale.unlink() if stale.is_file() else None
+        file = root / f"{name}.yml"
+        file.write_text(yaml.safe_dump({
+            "raw_dir": str(raw), "warehouse": str(tiny_warehouse), "export_dir": str(root / name / "exports"),
+            "publish_dir": str(root / name / "published"), "log_dir": str(root / name / "logs"), **settings,
+        }))
+        stderr = io.StringIO()
+        with contextlib.redirect_stderr(stderr):
+            code = cli.main(["run", "--config", str(file), "--as-of", "2024-12-31"])
+        return code, stderr.getvalue(), load_config(file).log_path.read_text(encoding="utf-8")
+
+    return night("defaults"), night("changed", consent_max_age_days=30, clv_min_repeat_customers=2)
+
+
+def test_consent_max_age_days_decides_whether_the_export_runs(consent_and_fit):
+    (code, err, _), (code_after, _, _) = consent_and_fit
     assert code == 1 and "consent data is stale" in err
-    assert run_cli(["run", "--config", str(config_file(consent_max_age_days=30)), "--as-of", "2024-12-31"], capsys)[0] == 0
+    assert code_after == 0
+
+
+def test_clv_min_repeat_customers_decides_whether_the_fit_runs(consent_and_fit):
+    (_, _, first_log), (_, _, second_log) = consent_and_fit
+    assert "2 repeat buyers, fewer than clv_min_repeat_customers = 100: fit skipped" in first_log
+    assert "fewer than clv_min_repeat_customers" not in second_log
+    assert "predictive CLV: fitting mbg_nbd on 2 customers" in second_log
 
 
 # --- orchestration and resources ----------------------------------------------------------------

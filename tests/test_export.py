@@ -220,9 +220,11 @@ def test_erased_customer_is_in_no_export_file(two_dates):
 def _erasure_runs_before_dbt() -> bool:
     import dagster as dg
 
+    from dagster_project.definitions import build_resources
+
     from .support import default_graph
 
-    graph = dg.Definitions(assets=default_graph().assets).resolve_asset_graph()
+    graph = dg.Definitions(assets=default_graph().assets, resources=build_resources()).resolve_asset_graph()
     seen, todo = set(), [dg.AssetKey(["marts", "customer_segment_flags"])]
     while todo:
         key = todo.pop()

@@ -124,25 +124,25 @@ def test_sections_of_missing_marts_are_left_out(published, tmp_path):
     with duckdb.connect(str(copy)) as con:
         con.execute("drop table marts.nps_by_flow")
         con.execute("drop table marts.lifecycle_kpis")
+        con.execute("drop table marts.clv_calibration")
     html = render_report(load_report_data(copy, AS_OF), LoyaltyConfig())
     assert 'id="section-nps-flows"' not in html and 'id="section-lifecycle"' not in html
+    assert 'id="section-clv_calibration"' not in html and 'id="clv-calibration-segments"' not in html
     assert 'id="section-flows"' in html and 'id="section-clv"' in html
-    # Predictive CLV and next best offer have no mart yet: no section, no empty chart.
+    # The full report has the calibration (its mart exists); next best offer has no mart yet:
+    # no section, no empty chart.
     full = (published / "report" / "latest.html").read_text(encoding="utf-8")
-    assert 'id="section-nps-flows"' in full and 'id="section-lifecycle"' in full
-    assert not any(f'id="section-{name}"' in full for name in ("clv_calibration", "next_best_offer_summary"))
+    assert 'id="section-nps-flows"' in full and 'id="section-lifecycle"' in full and 'id="section-clv_calibration"' in full
+    assert 'id="section-next_best_offer_summary"' not in full
 
 
 def test_an_optional_mart_gets_its_section_when_it_exists(published, tmp_path):
     copy = tmp_path / "warehouse.duckdb"
     copy.write_bytes((published / "warehouse.duckdb").read_bytes())
     with duckdb.connect(str(copy)) as con:
-        con.execute("create table marts.clv_calibration as select date '2026-10-31' as as_of_date,"
-                    " 'super' as value_segment, 1234.5 as predicted, 1300.25 as actual")
-        con.execute("create table marts.next_best_offer_summary as select 'welcome_back' as offer, 0.125 as uplift")
+        con.execute("create table marts.next_best_offer_summary as select 'welcome_back' as offer, 1300.25 as expected_value")
     html = render_report(load_report_data(copy, AS_OF), LoyaltyConfig())
-    assert 'id="section-clv_calibration"' in html and "1\u00a0300.25" in html
-    assert 'id="section-next_best_offer_summary"' in html and "welcome_back" in html
+    assert 'id="section-next_best_offer_summary"' in html and "welcome_back" in html and "1\u00a0300.25" in html
 
 
 def test_loyalty_report_html_writes_one_from_the_published_copy(published, tmp_path, capsys):

@@ -107,7 +107,8 @@ def test_suite_columns_exist_in_the_tables(sample_frames):
 
 
 def test_one_blocking_check_per_suite():
-    specs = [spec for check in default_graph().checks for spec in check.check_specs]
+    # The GX checks; the predictive CLV step has a warning check of its own (clv_fit_is_fresh).
+    specs = [spec for check in default_graph().checks for spec in check.check_specs if spec.name.endswith("_suite")]
     assert sorted((spec.asset_key.to_user_string(), spec.name) for spec in specs) == sorted(
         (suite.replace(".", "/"), suite.replace(".", "_") + "_suite") for suite in SUITES
     )
