@@ -316,7 +316,7 @@ def test_nothing_to_publish_is_an_error_that_keeps_the_old_copy(tmp_path):
 READER = textwrap.dedent(
     """
     import json, os, sys, time
-    import duckdb, pyarrow.compute as pc, pyarrow.parquet as pq
+    import duckdb, pyarrow as pa, pyarrow.compute as pc, pyarrow.parquet as pq
     database, parquet, stop, sql = sys.argv[1:5]
     last = False
     while True:
@@ -324,7 +324,10 @@ READER = textwrap.dedent(
         try:
             with duckdb.connect(database, read_only=True) as con:
                 state = [str(v) for v in con.execute(sql).fetchone()]
-            table = pq.read_table(parquet, columns=["revenue"])
+            # One open: pq.read_table(path) opens the path twice (footer, then pages), so a file
+            # replaced in between would mix two versions (the reader's race, see the README).
+            with open(parquet, "rb") as handle:
+                table = pq.read_table(pa.BufferReader(handle.read()), columns=["revenue"])
             print(json.dumps({"db": state, "parquet": [table.num_rows, str(pc.sum(table.column("revenue")).as_py())]}), flush=True)
         except Exception as error:
             print(json.dumps({"error": f"{type(error).__name__}: {error}"}), flush=True)
