@@ -20,7 +20,10 @@ PROJECT = Path(__file__).resolve().parent.parent
 def test_make_run_from_a_fresh_clone(tmp_path):
     clone = tmp_path / "clone"
     subprocess.run(["git", "clone", "--quiet", "--no-hardlinks", str(PROJECT), str(clone)], check=True)
-    environment = {k: v for k, v in os.environ.items() if not k.startswith(("VIRTUAL_ENV", "DBT_", "DAGSTER_"))}
+    # MAKELEVEL/MAKEFLAGS from an outer `make test` would make this a sub-make that prints
+    # "make[1]: Leaving directory" after the report's path; a user's `make run` is never one.
+    outer = ("VIRTUAL_ENV", "DBT_", "DAGSTER_", "MAKELEVEL", "MAKEFLAGS", "MFLAGS")
+    environment = {k: v for k, v in os.environ.items() if not k.startswith(outer)}
     environment["PATH"] = os.pathsep.join(p for p in environment["PATH"].split(os.pathsep) if ".venv" not in p)
     result = subprocess.run(["make", "run"], cwd=clone, env=environment, capture_output=True, text=True, timeout=900)
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
