@@ -5,7 +5,7 @@
     run to run let dbt reuse its partial parse. A var as_of_date / as_of_dates still wins: the dbt
     unit tests override them, and a hand-run `dbt build --vars ...` works without the table. -#}
 {% macro run_dates_relation() -%}
-    {{ return(api.Relation.create(database=target.database, schema='ops', identifier='run_dates')) }}
+    {{ return(api.Relation.create(schema='ops', identifier='run_dates')) }}
 {%- endmacro %}
 
 {#- The latest as-of date of the run: customer-level marts hold this date only. Rendered as a
@@ -40,12 +40,12 @@
 
 {#- Last day of period k: as_of − period_months·k months (month ends clamp: Mar 31 − 1 month = Feb 28/29). -#}
 {% macro period_end(period_index, as_of='as_of_date') -%}
-    cast({{ dbt.dateadd('month', '-1 * ' ~ var('period_months') ~ ' * (' ~ period_index ~ ')', as_of) }} as date)
+    {{ add_months('-1 * ' ~ var('period_months') ~ ' * (' ~ period_index ~ ')', as_of) }}
 {%- endmacro %}
 
 {#- First day of period k: the day after the end of period k + 1. -#}
 {% macro period_start(period_index, as_of='as_of_date') -%}
-    cast({{ dbt.dateadd('day', 1, period_end('(' ~ period_index ~ ') + 1', as_of)) }} as date)
+    {{ add_days(1, period_end('(' ~ period_index ~ ') + 1', as_of)) }}
 {%- endmacro %}
 
 {#- Value segment from the value share (customers with strictly higher revenue ÷ active customers). -#}
