@@ -73,13 +73,13 @@ def spark_environment(config: LoyaltyConfig) -> dict[str, str]:
     """The environment dbt/profiles.yml's Spark outputs and macros/spark_sources.sql read."""
     port = config.spark_port or SPARK_DEFAULT_PORTS[config.spark_method]
     return {
+        **({SPARK_ENV["port"]: str(port)} if port else {}),  # session: none
         SPARK_ENV["master"]: config.spark_master,
         SPARK_ENV["driver_memory"]: config.spark_driver_memory,
         SPARK_ENV["warehouse_dir"]: str(spark_tables_dir(config)),
         SPARK_ENV["raw_dir"]: str(raw_parquet_dir(config)),
         SPARK_ENV["ops_dir"]: str(ops_parquet_dir(config)),
         SPARK_ENV["host"]: config.spark_host or "localhost",
-        SPARK_ENV["port"]: str(port or ""),
         SPARK_ENV["cluster"]: config.spark_cluster or "",
         # The token itself never sits in a file: it is read from the variable the config names.
         SPARK_ENV["token"]: os.environ.get(config.spark_token_env, ""),
