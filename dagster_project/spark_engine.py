@@ -7,8 +7,9 @@ engines. On spark the dbt step (transform.py) does three things more:
    dataset, one part per landed file (``<spark_dir>/raw/<table>/part-<hash of the file name>.parquet``):
    a new landing file adds a part, a replaced file or an erasure rewrites only the parts whose rows
    changed, a file whose rows are all gone loses its part. The run's as-of dates go to
-   ``<spark_dir>/ops/run_dates``. dbt's on-run-start (macros/spark_sources.sql) registers these
-   folders as the tables ``raw.*`` and ``ops.run_dates`` of the Spark session;
+   ``<spark_dir>/ops/run_dates``. On Spark the dbt sources and ops.run_dates read these folders by
+   path (``parquet.`<folder>```: models/staging/_raw__sources.yml, macros/business_rules.sql), so
+   no metastore is needed, locally or on a cluster;
 2. dbt runs with the Spark target of config spark_method (dbt/profiles.yml, values from
    :func:`spark_environment`); its tables land under ``<spark_dir>/tables/<schema>.db/<table>``;
 3. after the build, :func:`import_built_tables` copies every table Spark built back into the DuckDB

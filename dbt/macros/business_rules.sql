@@ -5,6 +5,10 @@
     run to run let dbt reuse its partial parse. A var as_of_date / as_of_dates still wins: the dbt
     unit tests override them, and a hand-run `dbt build --vars ...` works without the table. -#}
 {% macro run_dates_relation() -%}
+    {%- if target.type == 'spark' -%}
+    {#- Spark: the Parquet copy the dbt step writes (dagster_project/spark_engine.py), read by path. -#}
+    {{ return(api.Relation.create(schema='parquet', identifier='`' ~ env_var('LOYALTY_SPARK_OPS_DIR') ~ '/run_dates`')) }}
+    {%- endif -%}
     {{ return(api.Relation.create(schema='ops', identifier='run_dates')) }}
 {%- endmacro %}
 
