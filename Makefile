@@ -83,4 +83,4 @@ dev: prepare ## start `dagster dev` (web UI on http://localhost:3000) with DAGST
 	DAGSTER_HOME=$(DAGSTER_HOME) $(BIN)/dagster dev
 
 clean: ## remove generated data, the warehouse, dbt target and Dagster home (keeps .venv)
-	rm -rf data/raw data/exports data/published data/*.duckdb data/*.duckdb.* dbt/target dbt/logs $(DAGSTER_HOME)
+	rm -rf data/raw data/exports data/published data/*.duckdb data/*.duckdb.* data/*.spark dbt/target dbt/logs $(DAGSTER_HOME)
