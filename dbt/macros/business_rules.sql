@@ -44,12 +44,12 @@
 
 {#- Last day of period k: as_of − period_months·k months (month ends clamp: Mar 31 − 1 month = Feb 28/29). -#}
 {% macro period_end(period_index, as_of='as_of_date') -%}
-    {{ add_months('-1 * ' ~ var('period_months') ~ ' * (' ~ period_index ~ ')', as_of) }}
+    {{ date_plus('month', '-1 * ' ~ var('period_months') ~ ' * (' ~ period_index ~ ')', as_of) }}
 {%- endmacro %}
 
 {#- First day of period k: the day after the end of period k + 1. -#}
 {% macro period_start(period_index, as_of='as_of_date') -%}
-    {{ add_days(1, period_end('(' ~ period_index ~ ') + 1', as_of)) }}
+    {{ date_plus('day', 1, period_end('(' ~ period_index ~ ') + 1', as_of)) }}
 {%- endmacro %}
 
 {#- Value segment from the value share (customers with strictly higher revenue ÷ active customers). -#}

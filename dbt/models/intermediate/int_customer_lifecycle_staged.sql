@@ -110,7 +110,7 @@ revenue_before_lapse as (
         on transactions.customer_id = staged.customer_id
         and transactions.transaction_date <= staged.last_purchase_date
         and transactions.transaction_date
-            > {{ add_months('-1 * ' ~ var('period_months'), 'staged.last_purchase_date') }}
+            > {{ date_plus('month', '-1 * ' ~ var('period_months'), 'staged.last_purchase_date') }}
     where staged.lifecycle_stage = 'lost'
     group by staged.customer_id
 ),
@@ -137,7 +137,7 @@ final as (
         -- The first as-of date at which a lost customer counted as lost; null for the others.
         case
             when staged.lifecycle_stage = 'lost'
-                then {{ add_days(var('lost_after_days'), 'staged.last_purchase_date') }}
+                then {{ date_plus('day', var('lost_after_days'), 'staged.last_purchase_date') }}
         end as lost_since_date,
         cast(revenue_before_lapse.revenue_before_lapse as decimal(18, 2)) as revenue_before_lapse
     from staged
