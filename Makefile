@@ -38,7 +38,7 @@ setup: $(STAMP) ## create .venv and install exactly requirements.lock, then the 
 
 lock: ## re-resolve every dependency of pyproject.toml into requirements.lock (then: make setup)
 	@test -x $(UV) || $(BIN)/pip install --quiet uv==$(UV_VERSION) $(PIP_QUIET)
-	$(UV) pip compile pyproject.toml --extra dev --python-version 3.11 --generate-hashes --quiet -o $(LOCK)
+	$(UV) pip compile pyproject.toml --extra dev --extra spark --python-version 3.11 --generate-hashes --quiet -o $(LOCK)
 
 $(MANIFEST): $(STAMP) $(shell find dbt/models dbt/macros dbt/tests -type f 2>/dev/null) dbt/dbt_project.yml
 	$(BIN)/python -m dagster_project.dbt_project
@@ -87,4 +87,4 @@ dev: prepare ## start `dagster dev` (web UI on http://localhost:3000) with DAGST
 	DAGSTER_HOME=$(DAGSTER_HOME) $(BIN)/dagster dev
 
 clean: ## remove generated data, the warehouse, dbt target and Dagster home (keeps .venv)
-	rm -rf data/raw data/exports data/published data/*.duckdb data/*.duckdb.* dbt/target dbt/logs $(DAGSTER_HOME)
+	rm -rf data/raw data/exports data/published data/*.duckdb data/*.duckdb.* data/*.spark dbt/target dbt/logs $(DAGSTER_HOME)

@@ -16,6 +16,7 @@ import dataclasses
 import datetime as dt
 import json
 import os
+import re
 import zoneinfo
 from pathlib import Path
 from typing import Any, Mapping, Sequence
@@ -34,6 +35,10 @@ SEGMENTS = ("super", "top", "middle", "bottom")
 
 # dbt's period and day series are 0 … 10^4 − 1 (macros/business_rules.sql: integer_series(4)).
 MAX_PERIODS = 9_999
+# The engines that run the dbt models, and the Spark connection methods with their default ports
+# (session: a local PySpark session, no port).
+ENGINES = ("duckdb", "spark")
+SPARK_DEFAULT_PORTS = {"session": None, "thrift": 10000, "http": 443}
 # DuckDB and pandas both handle dates from 1900 on without surprises; older is a typo.
 MIN_BUSINESS_START_YEAR = 1900
 
@@ -121,6 +126,25 @@ class LoyaltyConfig:
     duckdb_memory_limit: str | None = None
     duckdb_threads: int | None = None
     duckdb_temp_dir: str | None = None
+    # The engine that runs the dbt models (README "Running on Spark"): "duckdb" (one machine, the
+    # default) or "spark" (dbt-spark). Ingest, the checks, export, publish and report stay the same
+    # code: on spark the raw tables go to Parquet for Spark's sources and the built tables come back.
+    engine: str = "duckdb"
+    # Spark: "session" (a local PySpark session inside the dbt process, at spark_master), "thrift"
+    # (a Spark Thrift server at spark_host:spark_port) or "http" (a Databricks-style cluster:
+    # spark_host, spark_cluster). spark_token_env is the NAME of the environment variable holding
+    # the cluster's token (never the token itself: loyalty.yml is in git). spark_dir holds the raw
+    # Parquet dataset and Spark's tables (None: beside the warehouse file, <stem>.spark/); on a
+    # cluster it must be storage the cluster reads (a mounted path). spark_driver_memory: the local
+    # session's JVM heap.
+    spark_method: str = "session"
+    spark_master: str = "local[2]"
+    spark_host: str | None = None
+    spark_port: int | None = None  # None: 10000 for thrift, 443 for http
+    spark_cluster: str | None = None
+    spark_token_env: str = "LOYALTY_SPARK_TOKEN"
+    spark_dir: str | None = None
+    spark_driver_memory: str = "2g"
 
     def __post_init__(self) -> None:
         validate(self)
@@ -132,6 +156,12 @@ class LoyaltyConfig:
     @property
     def warehouse_path(self) -> Path:
         return resolve_path(self.warehouse)
+
+    @property
+    def spark_path(self) -> Path:
+        if self.spark_dir:
+            return resolve_path(self.spark_dir)
+        return self.warehouse_path.with_name(self.warehouse_path.stem + ".spark")
 
     @property
     def export_path(self) -> Path:
@@ -202,6 +232,18 @@ def validate(config: LoyaltyConfig) -> None:
         raise ConfigError(f"clv_fit_max_customers must be a whole number >= 1000, got {config.clv_fit_max_customers!r}")
     if isinstance(config.clv_alive_threshold, bool) or not isinstance(config.clv_alive_threshold, (int, float)) or not 0 < config.clv_alive_threshold < 1:
         raise ConfigError(f"clv_alive_threshold must be a probability strictly between 0 and 1, got {config.clv_alive_threshold!r}")
+    if config.engine not in ENGINES:
+        raise ConfigError(f"engine must be one of {list(ENGINES)}, got {config.engine!r}")
+    if config.spark_method not in SPARK_DEFAULT_PORTS:
+        raise ConfigError(f"spark_method must be one of {list(SPARK_DEFAULT_PORTS)}, got {config.spark_method!r}")
+    if config.engine == "spark" and config.spark_method != "session" and not config.spark_host:
+        raise ConfigError(f"spark_method {config.spark_method!r} needs spark_host (the cluster's address)")
+    if config.spark_method == "http" and config.engine == "spark" and not config.spark_cluster:
+        raise ConfigError("spark_method 'http' needs spark_cluster (the cluster id)")
+    if config.spark_port is not None and (isinstance(config.spark_port, bool) or not isinstance(config.spark_port, int) or not 0 < config.spark_port < 65536):
+        raise ConfigError(f"spark_port must be empty or a port number, got {config.spark_port!r}")
+    if not isinstance(config.spark_token_env, str) or not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", config.spark_token_env):
+        raise ConfigError(f"spark_token_env must be the name of an environment variable (not the token), got {config.spark_token_env!r}")
     try:
         start = dt.date.fromisoformat(str(config.business_start_date))
     except ValueError as error:

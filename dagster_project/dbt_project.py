@@ -19,6 +19,7 @@ from dagster_dbt import DbtCliResource, DbtProject
 from packaging import version
 
 from .config import PROJECT_ROOT, LoyaltyConfig, dbt_vars, yesterday
+from .spark_engine import spark_environment
 from .warehouse import duckdb_settings
 
 DBT_PROJECT_DIR = PROJECT_ROOT / "dbt"
@@ -68,6 +69,7 @@ def dbt_environment(config: LoyaltyConfig) -> dict[str, str]:
         MEMORY_LIMIT_ENV: str(resources["memory_limit"]),
         TEMP_DIR_ENV: str(resources["temp_directory"]),
         INSERTION_ORDER_ENV: str(resources["preserve_insertion_order"]).lower(),
+        **(spark_environment(config) if config.engine == "spark" else {}),
     }
 
 

@@ -15,6 +15,7 @@ from .dbt_project import (
     DBT_PROJECT_DIR,
     constant_dbt_vars,
     dbt_environment,
+    dbt_executable,
     dbt_project,
     environment,
     partial_parse_key,
@@ -23,6 +24,7 @@ from .dbt_project import (
 )
 from .partitions import run_as_of_dates
 from .resources import LoyaltySettings
+from .spark_engine import dbt_target_args, finish_spark_run, prepare_spark_run
 
 # Customer-level marts (tag customer_level) hold the latest as-of date only.
 CUSTOMER_LEVEL_SELECTOR = "tag:customer_level+"
@@ -66,6 +68,9 @@ def build_dbt_assets(partitions_def: dg.PartitionsDefinition, backfill_policy: d
             context.log.info(f"backfill before {newest}: customer-level marts keep {newest}")
             args += ["--exclude", CUSTOMER_LEVEL_SELECTOR]
         write_run_dates(config.warehouse_path, dates)
+        if config.engine == "spark":  # raw tables and run dates as Parquet for Spark (spark_engine.py)
+            context.log.info(f"spark: raw Parquet parts {prepare_spark_run(config, dates)}")
+            args += dbt_target_args(config)
         context.log.info(f"dbt as-of dates: {', '.join(d.isoformat() for d in dates)}; vars: {json.dumps(variables)}")
         # A target folder named like dagster-dbt's own (<op>-<run id>-<random>), seeded with the
         # partial-parse state of the previous run with these vars on a warehouse of the same name.
@@ -78,6 +83,9 @@ def build_dbt_assets(partitions_def: dg.PartitionsDefinition, backfill_policy: d
             yield from invocation.stream()
         finally:
             save_partial_parse(target_path, key)
+            if config.engine == "spark":  # Spark's tables back into the warehouse, for every step after dbt
+                imported = finish_spark_run(config, dbt_executable(), DBT_PROJECT_DIR, target_path, variables, dbt_environment(config))
+                context.log.info(f"spark: {len(imported)} tables copied into the warehouse")
 
     return loyalty_dbt_models
 

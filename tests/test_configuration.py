@@ -611,3 +611,66 @@ def test_every_setting_has_a_test_here():
     untested = [field.name for field in dataclasses.fields(LoyaltyConfig) if field.name not in source.replace("test_every_setting", "")]
     assert untested == []
 
+
+
+def _rendered_profile(environment: dict[str, str], monkeypatch) -> dict:
+    """dbt/profiles.yml as the dbt process renders it under ``environment`` (dbt's own renderer)."""
+    import os
+
+    from dbt.config.renderer import ProfileRenderer
+    from dbt_common.context import set_invocation_context
+
+    for name, value in environment.items():
+        monkeypatch.setenv(name, value)
+    set_invocation_context(dict(os.environ))  # what dbt's env_var() reads
+    profile = yaml.safe_load((DBT_PROJECT_DIR / "profiles.yml").read_text(encoding="utf-8"))["loyalty_warehouse"]
+    return ProfileRenderer({}).render_data(profile)["outputs"]
+
+
+def test_engine_and_the_spark_settings_reach_the_dbt_process(tmp_path, monkeypatch):
+    """engine picks the dbt target of the run (the whole Spark run: tests/test_spark_engine.py);
+    spark_method the output, and spark_master, spark_driver_memory, spark_dir, spark_host,
+    spark_port, spark_cluster and spark_token_env (the variable's name, its value never in a
+    file) what that output connects with."""
+    from dagster_project.spark_engine import dbt_target_args
+
+    duckdb_run = LoyaltyConfig(warehouse=str(tmp_path / "w.duckdb"))
+    assert dbt_target_args(duckdb_run) == [] and "LOYALTY_SPARK_MASTER" not in dbt_environment(duckdb_run)
+    file = tmp_path / "spark.yml"
+    file.write_text(yaml.safe_dump({
+        "warehouse": str(tmp_path / "w.duckdb"), "engine": "spark", "spark_master": "local[1]",
+        "spark_driver_memory": "700m", "spark_dir": str(tmp_path / "lake"),
+    }))
+    local = load_config(file)
+    assert dbt_target_args(local) == ["--target", "spark"]
+    session = _rendered_profile(dbt_environment(local), monkeypatch)["spark"]
+    assert session["server_side_parameters"]["spark.master"] == "local[1]"
+    assert session["server_side_parameters"]["spark.driver.memory"] == "700m"
+    assert session["server_side_parameters"]["spark.sql.warehouse.dir"] == str(tmp_path / "lake" / "tables")
+    assert dbt_environment(local)["LOYALTY_SPARK_RAW_DIR"] == str(tmp_path / "lake" / "raw")
+
+    monkeypatch.setenv("ACME_DATABRICKS_TOKEN", "s3cr3t")
+    file.write_text(yaml.safe_dump({
+        "engine": "spark", "spark_method": "http", "spark_host": "acme.cloud.example", "spark_port": 8443,
+        "spark_cluster": "0101-abc", "spark_token_env": "ACME_DATABRICKS_TOKEN",
+    }))
+    cluster = load_config(file)
+    assert dbt_target_args(cluster) == ["--target", "spark_http"]
+    http = _rendered_profile(dbt_environment(cluster), monkeypatch)["spark_http"]
+    assert (http["host"], http["port"], http["cluster"], http["token"]) == ("acme.cloud.example", 8443, "0101-abc", "s3cr3t")
+    assert "s3cr3t" not in file.read_text()
+    thrift = load_config_text(tmp_path, {"engine": "spark", "spark_method": "thrift", "spark_host": "thrift.example"})
+    rendered = _rendered_profile(dbt_environment(thrift), monkeypatch)["spark_thrift"]
+    assert (rendered["host"], rendered["port"]) == ("thrift.example", 10000)  # the method's default port
+    with pytest.raises(Exception, match="spark_host"):
+        load_config_text(tmp_path, {"engine": "spark", "spark_method": "thrift"})
+    with pytest.raises(Exception, match="name of an environment variable"):
+        load_config_text(tmp_path, {"spark_token_env": "dapi-0123456789abcdef"})
+    with pytest.raises(Exception, match="engine must be one of"):
+        load_config_text(tmp_path, {"engine": "snowflake"})
+
+
+def load_config_text(folder: Path, settings: dict) -> LoyaltyConfig:
+    file = folder / "settings.yml"
+    file.write_text(yaml.safe_dump(settings))
+    return load_config(file)

@@ -34,7 +34,7 @@ def test_every_locked_package_has_hashes_and_one_version():
 
 def test_pyproject_pins_agree_with_the_lock():
     project = tomllib.loads((PROJECT_ROOT / "pyproject.toml").read_text(encoding="utf-8"))["project"]
-    requirements = project["dependencies"] + [r for extra in ("dev",) for r in project["optional-dependencies"][extra]]
+    requirements = project["dependencies"] + [r for extra in ("dev", "spark") for r in project["optional-dependencies"][extra]]
     pins = locked()
     for requirement in requirements:
         match = PIN.match(requirement.replace(" ", ""))

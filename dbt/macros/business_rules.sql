@@ -5,7 +5,11 @@
     run to run let dbt reuse its partial parse. A var as_of_date / as_of_dates still wins: the dbt
     unit tests override them, and a hand-run `dbt build --vars ...` works without the table. -#}
 {% macro run_dates_relation() -%}
-    {{ return(api.Relation.create(database=target.database, schema='ops', identifier='run_dates')) }}
+    {%- if target.type == 'spark' -%}
+    {#- Spark: the Parquet copy the dbt step writes (dagster_project/spark_engine.py), read by path. -#}
+    {{ return(api.Relation.create(schema='parquet', identifier='`' ~ env_var('LOYALTY_SPARK_OPS_DIR') ~ '/run_dates`')) }}
+    {%- endif -%}
+    {{ return(api.Relation.create(schema='ops', identifier='run_dates')) }}
 {%- endmacro %}
 
 {#- The latest as-of date of the run: customer-level marts hold this date only. Rendered as a
@@ -40,12 +44,12 @@
 
 {#- Last day of period k: as_of − period_months·k months (month ends clamp: Mar 31 − 1 month = Feb 28/29). -#}
 {% macro period_end(period_index, as_of='as_of_date') -%}
-    cast({{ dbt.dateadd('month', '-1 * ' ~ var('period_months') ~ ' * (' ~ period_index ~ ')', as_of) }} as date)
+    {{ date_plus('month', '-1 * ' ~ var('period_months') ~ ' * (' ~ period_index ~ ')', as_of) }}
 {%- endmacro %}
 
 {#- First day of period k: the day after the end of period k + 1. -#}
 {% macro period_start(period_index, as_of='as_of_date') -%}
-    cast({{ dbt.dateadd('day', 1, period_end('(' ~ period_index ~ ') + 1', as_of)) }} as date)
+    {{ date_plus('day', 1, period_end('(' ~ period_index ~ ') + 1', as_of)) }}
 {%- endmacro %}
 
 {#- Value segment from the value share (customers with strictly higher revenue ÷ active customers). -#}
@@ -88,8 +92,17 @@
     end
 {%- endmacro %}
 
-{#- Portable integer series 0 … 10^digits − 1 (no generate_series, so other adapters can run it). -#}
+{#- Integer series 0 … 10^digits − 1 as rows named n. Portable SQL by default (no generate_series);
+    Spark has one generator call for it (10 000 rows of cross-joined unions cost it seconds to plan). -#}
 {% macro integer_series(digits=3) -%}
+    {{ return(adapter.dispatch('integer_series')(digits)) }}
+{%- endmacro %}
+
+{% macro spark__integer_series(digits=3) -%}
+    select explode(sequence(0, {{ 10 ** digits - 1 }})) as n
+{%- endmacro %}
+
+{% macro default__integer_series(digits=3) -%}
     {%- set alias_names = [] -%}
     select
         {% for i in range(digits) -%}

@@ -33,9 +33,9 @@ gaps as (
     select
         customer_id,
         transaction_date as purchase_date,
-        {{ dbt.datediff(
+        {{ days_between(
             'lag(transaction_date) over (partition by customer_id order by transaction_date)',
-            'transaction_date', 'day') }} as gap_days
+            'transaction_date') }} as gap_days
     from transactions
     where is_purchase and transaction_date <= {{ as_of_date() }}
 ),
@@ -72,9 +72,9 @@ with_median as (
 measured as (
     select
         with_median.*,
-        {{ dbt.datediff('first_purchase_date', as_of_date(), 'day') }} as days_since_first_purchase,
-        {{ dbt.datediff('last_purchase_date', as_of_date(), 'day') }} as days_since_last_purchase,
-        {{ dbt.datediff('last_win_back_date', as_of_date(), 'day') }} as days_since_win_back,
+        {{ days_between('first_purchase_date', as_of_date()) }} as days_since_first_purchase,
+        {{ days_between('last_purchase_date', as_of_date()) }} as days_since_last_purchase,
+        {{ days_between('last_win_back_date', as_of_date()) }} as days_since_win_back,
         case
             when purchase_days >= 2 then
                 greatest(
@@ -110,7 +110,7 @@ revenue_before_lapse as (
         on transactions.customer_id = staged.customer_id
         and transactions.transaction_date <= staged.last_purchase_date
         and transactions.transaction_date
-            > cast({{ dbt.dateadd('month', '-1 * ' ~ var('period_months'), 'staged.last_purchase_date') }} as date)
+            > {{ date_plus('month', '-1 * ' ~ var('period_months'), 'staged.last_purchase_date') }}
     where staged.lifecycle_stage = 'lost'
     group by staged.customer_id
 ),
@@ -130,14 +130,14 @@ final as (
         staged.at_risk_after_days,
         -- Activated: a second purchase day within new_customer_days of the first (day 1 … 99).
         coalesce(
-            {{ dbt.datediff('staged.first_purchase_date', 'staged.second_purchase_date', 'day') }}
+            {{ days_between('staged.first_purchase_date', 'staged.second_purchase_date') }}
                 < {{ var('new_customer_days') }},
             false
         ) as is_activated,
         -- The first as-of date at which a lost customer counted as lost; null for the others.
         case
             when staged.lifecycle_stage = 'lost'
-                then cast({{ dbt.dateadd('day', var('lost_after_days'), 'staged.last_purchase_date') }} as date)
+                then {{ date_plus('day', var('lost_after_days'), 'staged.last_purchase_date') }}
         end as lost_since_date,
         cast(revenue_before_lapse.revenue_before_lapse as decimal(18, 2)) as revenue_before_lapse
     from staged

@@ -25,10 +25,10 @@ calendar as (
     select
         periods.as_of_date,
         periods.period_index,
-        cast({{ dbt.dateadd('day', 'day_offsets.n', 'periods.period_start') }} as date) as calendar_date
+        {{ date_plus('day', 'day_offsets.n', 'periods.period_start') }} as calendar_date
     from periods
     inner join day_offsets
-        on day_offsets.n <= {{ dbt.datediff('periods.period_start', 'periods.period_end', 'day') }}
+        on day_offsets.n <= {{ days_between('periods.period_start', 'periods.period_end') }}
 ),
 
 assigned as (

@@ -62,7 +62,7 @@ detractor_followups as (
     select distinct customer_id
     from answered
     where nps_category = 'detractor'
-        and {{ dbt.datediff('response_date', as_of_date(), 'day') }} < {{ var('detractor_followup_days') }}
+        and {{ days_between('response_date', as_of_date()) }} < {{ var('detractor_followup_days') }}
 ),
 
 onboarding_answers as (

@@ -105,7 +105,7 @@ onboarding_answers as (
         on responses.customer_id = customers.customer_id
         and responses.response_date >= customers.first_purchase_date
         and responses.response_date <= {{ as_of_date() }}
-        and {{ dbt.datediff('customers.first_purchase_date', 'responses.response_date', 'day') }}
+        and {{ days_between('customers.first_purchase_date', 'responses.response_date') }}
             <= {{ var('nps_due_to_day') }}
     where customers.is_new_in_period
 ),
