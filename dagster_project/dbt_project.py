@@ -110,11 +110,11 @@ def environment(values: Mapping[str, str]) -> Iterator[None]:
                 os.environ[name] = value
 
 
-def partial_parse_key(warehouse: Path, variables: Mapping[str, Any]) -> str:
-    """dbt reuses a partial parse only with the same vars and database name (dbt-duckdb names the
-    database after the file's stem, and the parsed nodes hold it); loyalty-dbt leaves the rest of
-    the warehouse's path out of the check."""
-    text = json.dumps({"database": warehouse.stem, "vars": variables}, sort_keys=True)
+def partial_parse_key(warehouse: Path, variables: Mapping[str, Any], target_args: Sequence[str] = ()) -> str:
+    """dbt reuses a partial parse only with the same vars, target (engine) and database name
+    (dbt-duckdb names the database after the file's stem, and the parsed nodes hold it);
+    loyalty-dbt leaves the rest of the warehouse's path out of the check."""
+    text = json.dumps({"database": warehouse.stem, "vars": variables, "target": list(target_args)}, sort_keys=True)
     return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 

@@ -75,7 +75,7 @@ def build_dbt_assets(partitions_def: dg.PartitionsDefinition, backfill_policy: d
         # A target folder named like dagster-dbt's own (<op>-<run id>-<random>), seeded with the
         # partial-parse state of the previous run with these vars on a warehouse of the same name.
         target_path = DBT_PROJECT_DIR / "target" / f"{context.op_execution_context.op.name}-{context.run.run_id[:7]}-{uuid.uuid4().hex[:7]}"
-        key = partial_parse_key(config.warehouse_path, variables)
+        key = partial_parse_key(config.warehouse_path, variables, dbt_target_args(config))
         seed_partial_parse(target_path, key)
         with environment(dbt_environment(config)):
             invocation = dbt.cli(args, context=context, target_path=target_path)
