@@ -5,7 +5,7 @@ import dagster as dg
 from .ingest import FileOutcome, ingest_source
 from .erasure import apply_erasures
 from .landing_files import LandingFormat
-from .raw_contract import CUSTOMERS, ERASURES, NPS_RESPONSES, PRODUCTS, TRANSACTIONS, DateLimits, RawSource
+from .raw_contract import CUSTOMERS, ERASURES, NPS_RESPONSES, OFFER_EVENTS, OFFERS, PRODUCTS, TRANSACTIONS, DateLimits, RawSource
 from .resources import LoyaltySettings
 from .warehouse import connect
 
@@ -85,10 +85,37 @@ def build_ingest_assets(partitions_def: dg.PartitionsDefinition, backfill_policy
         group_name="ingest",
         **partitioning,
         description=(
+            "Optional offers of the next-best-offer decision from <raw_dir>/offers/*.csv|*.parquet: one row per "
+            "offer_id (one channel), its dates, value inputs, eligibility, caps and response window (README)."
+        ),
+        deps=[customers],  # one DuckDB writer at a time
+    )
+    def offers(context: dg.AssetExecutionContext, settings: LoyaltySettings) -> dg.MaterializeResult:
+        return _ingest(context, settings, OFFERS)
+
+    @dg.asset(
+        key_prefix=["raw"],
+        group_name="ingest",
+        **partitioning,
+        description=(
+            "Optional offer events returned by marketing automation from <raw_dir>/offer_events/*.csv|*.parquet "
+            "(sent, opened, clicked, rejected, converted, held_out, complained; arm). Erased customers' events go "
+            "with the erasure step, which runs after this one."
+        ),
+        deps=[offers],
+    )
+    def offer_events(context: dg.AssetExecutionContext, settings: LoyaltySettings) -> dg.MaterializeResult:
+        return _ingest(context, settings, OFFER_EVENTS)
+
+    @dg.asset(
+        key_prefix=["raw"],
+        group_name="ingest",
+        **partitioning,
+        description=(
             "Right-to-erasure requests from <raw_dir>/erasures/*.csv; every run removes these customers "
             "from all raw and quarantine tables, so no mart or export built after it holds them."
         ),
-        deps=[transactions, nps_responses, customers],
+        deps=[transactions, nps_responses, customers, offer_events],
     )
     def erasures(context: dg.AssetExecutionContext, settings: LoyaltySettings) -> dg.MaterializeResult:
         result = _ingest(context, settings, ERASURES)
@@ -113,4 +140,4 @@ def build_ingest_assets(partitions_def: dg.PartitionsDefinition, backfill_policy
     def products(context: dg.AssetExecutionContext, settings: LoyaltySettings) -> dg.MaterializeResult:
         return _ingest(context, settings, PRODUCTS)
 
-    return [transactions, nps_responses, customers, erasures, products]
+    return [transactions, nps_responses, customers, erasures, products, offers, offer_events]
