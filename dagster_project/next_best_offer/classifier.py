@@ -22,6 +22,9 @@ from sklearn.preprocessing import StandardScaler
 BANDS = ("vip", "other")
 STATES = ("none", "new", "active", "at_risk", "lost")
 MIN_PER_CLASS = 3  # each of the 3 calibration folds needs both classes
+# At most this many training contacts, the latest (a few features need no more; the fit stays
+# well under a second per offer however long the history grows).
+MAX_TRAIN_ROWS = 50_000
 
 
 def features(frame: pd.DataFrame) -> np.ndarray:
@@ -49,6 +52,7 @@ class Fitted:
 def fit(contacts: pd.DataFrame, seed: int) -> Fitted | None:
     """A calibrated classifier on ``contacts`` (their features and is_response), None when a
     class has too few rows to calibrate."""
+    contacts = contacts.sort_values(["contact_date", "event_id"]).tail(MAX_TRAIN_ROWS)
     labels = contacts["is_response"].to_numpy(dtype=bool)
     if labels.sum() < MIN_PER_CLASS or (~labels).sum() < MIN_PER_CLASS:
         return None

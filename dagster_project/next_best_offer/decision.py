@@ -34,14 +34,14 @@ from .marts import NBO_CANDIDATES, NEXT_BEST_OFFERS
 NONE_OFFER = "none"
 
 
-def candidates_sql(config: LoyaltyConfig, as_of: dt.date) -> str:
-    """nbo_candidates' rows from marts.nbo_candidate_rules and the registered frames ``scores``
-    (customer × offer propensity) and ``arms`` (customer → arm)."""
-    top_partition = "customer_id, channel" if config.nbo_top_k is None else "customer_id"
-    top_limit = 1 if config.nbo_top_k is None else int(config.nbo_top_k)
-    seed = f"'{int(config.nbo_seed)}:{as_of.isoformat()}:'"
-    return f"""
-    with scored as (
+SCORED = "nbo_scored"  # temp tables of the step's connection
+DECIDED = "nbo_decided"
+
+
+def scored_sql() -> str:
+    """Every candidate with its propensity, arm and priority, from marts.nbo_candidate_rules and
+    the registered frames ``scores`` (customer × offer) and ``arms`` (customer → arm)."""
+    return """
         select
             rules.*, scores.propensity, scores.propensity_tier, scores.control_rate,
             scores.incremental_propensity, scores.ranking, arms.arm,
@@ -55,12 +55,24 @@ def candidates_sql(config: LoyaltyConfig, as_of: dt.date) -> str:
         inner join scores using (customer_id, offer_id)
         inner join arms using (customer_id)
         inner join marts.nbo_customer_features as features using (customer_id)
+    """
+
+
+def decided_sql(config: LoyaltyConfig, as_of: dt.date) -> str:
+    """The rules after the propensity (module doc), on the few columns they need (DuckDB's
+    windows carry every column of their input: on the whole candidate rows they cost 10 × more)."""
+    top_partition = "customer_id, channel" if config.nbo_top_k is None else "customer_id"
+    top_limit = 1 if config.nbo_top_k is None else int(config.nbo_top_k)
+    seed = f"'{int(config.nbo_seed)}:{as_of.isoformat()}:'"
+    return f"""
+    with narrow as (
+        select customer_id, offer_id, offer_group, channel, arm, priority, volume_cap, drop_rule, rules_passed from {SCORED}
     ),
     drawn as (
         select *, case when arm = 'random' and drop_rule is null then row_number() over (
             partition by customer_id, arm = 'random' and drop_rule is null
             order by md5({seed} || customer_id || ':' || offer_id), offer_id) end as draw
-        from scored
+        from narrow
     ),
     rule_random as (
         select * replace (case
@@ -91,20 +103,21 @@ def candidates_sql(config: LoyaltyConfig, as_of: dt.date) -> str:
     rule_control as (
         select * replace (case when drop_rule is null and arm = 'control' then 'control_group' else drop_rule end as drop_rule)
         from rule_volume
-    ),
-    final as (
-        select *,
-            drop_rule is null as is_selected,
-            case when drop_rule is null or drop_rule = 'control_group' then cast(row_number() over (
-                partition by customer_id, drop_rule is null or drop_rule = 'control_group' order by priority desc, offer_id) as integer)
-            end as slot,
-            case when rules_passed then cast(row_number() over (
-                partition by customer_id, rules_passed order by priority desc, offer_id) as integer) end as rank
-        from rule_control
     )
-    select {', '.join(NBO_CANDIDATES.column_names)} from final
-    order by customer_id, offer_id
+    select customer_id, offer_id, drop_rule as final_drop_rule,
+        drop_rule is null as is_selected,
+        case when drop_rule is null or drop_rule = 'control_group' then cast(row_number() over (
+            partition by customer_id, drop_rule is null or drop_rule = 'control_group' order by priority desc, offer_id) as integer)
+        end as slot,
+        case when rules_passed then cast(row_number() over (
+            partition by customer_id, rules_passed order by priority desc, offer_id) as integer) end as rank
+    from rule_control
     """
+
+
+def candidates_sql() -> str:
+    columns = ", ".join("decided.final_drop_rule as drop_rule" if c == "drop_rule" else c for c in NBO_CANDIDATES.column_names)
+    return f"select {columns} from {SCORED} inner join {DECIDED} as decided using (customer_id, offer_id) order by customer_id, offer_id"
 
 
 def next_best_offers_sql(config: LoyaltyConfig, as_of: dt.date) -> str:
@@ -152,9 +165,13 @@ def write_customer_marts(con: duckdb.DuckDBPyConnection, config: LoyaltyConfig, 
     """Replaces nbo_candidates and next_best_offers (tonight only), in the caller's transaction."""
     con.register("scores", scores)
     con.register("arms", arms)
+    con.execute(f"create or replace temp table {SCORED} as {scored_sql()}")
+    con.execute(f"create or replace temp table {DECIDED} as {decided_sql(config, as_of)}")
     con.execute(f"delete from {NBO_CANDIDATES.qualified}")
-    con.execute(f"insert into {NBO_CANDIDATES.qualified} {candidates_sql(config, as_of)}")
+    con.execute(f"insert into {NBO_CANDIDATES.qualified} {candidates_sql()}")
     con.execute(f"delete from {NEXT_BEST_OFFERS.qualified}")
     con.execute(f"insert into {NEXT_BEST_OFFERS.qualified} {next_best_offers_sql(config, as_of)}")
     con.unregister("scores")
     con.unregister("arms")
+    con.execute(f"drop table {SCORED}")
+    con.execute(f"drop table {DECIDED}")

@@ -53,6 +53,7 @@ def read_inputs(con: duckdb.DuckDBPyConnection, as_of: dt.date) -> tuple[pd.Data
 def run(config: LoyaltyConfig, as_of: dt.date, log: Callable[[str], None] = print) -> Outcome:
     started = time.perf_counter()
     with connect(config.warehouse_path, config=config) as con:
+        con.execute("set enable_progress_bar = false")
         held = con.execute("select max(as_of_date) from marts.nbo_candidate_rules").fetchone()[0]
         if held is not None and held != as_of:
             log(f"next best offer: the rules hold {held}, not {as_of} (a backfill of an older date): nothing decided")
