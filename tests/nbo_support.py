@@ -52,6 +52,10 @@ def plant(raw: Path) -> None:
         ("EZ0201", "Z_CHANNELCAP", "POINTS_EMAIL", "email", "sent", f"{_day(2)}T10:00:00", "ranked"),
     ]
     write_csv(raw / "offer_events" / "planted.csv", EVENT_HEADER, events)
+    # A second offer of TILL_COUPON's group in another channel, without history: one of the two goes.
+    write_csv(raw / "offers" / "planted.csv",
+              ["offer_id", "channel", "offer_group", "start_date", "end_date", "expected_volume", "unit_margin", "response_window_days"],
+              [("COUPON_APP", "app", "coupon", _day(30), _day(-30), 1, 100, 14)])
     width = max(7, len(str(CUSTOMERS)))
     consent = [(f"C{n:0{width}d}", "true", f"{AS_OF.isoformat()}T06:00:00") for n in range(1, CUSTOMERS + 1)]
     consent += [(c, "false" if c == "Z_NOCONSENT" else "true", f"{AS_OF.isoformat()}T06:00:00") for c in PLANTED]

@@ -58,3 +58,55 @@ def build_next_best_offer_assets(partitions_def: dg.PartitionsDefinition | None,
         yield dg.MaterializeResult(asset_key=SUMMARY_KEY, metadata={"as_of_date": outcome.as_of})
 
     return [next_best_offer]
+
+
+# Invariants of the decision, one SQL count each (0 = holds), checked after every night.
+INVARIANTS = {
+    CANDIDATES_KEY: {
+        "selected rows missing from next_best_offers": "select count(*) from marts.nbo_candidates c where c.is_selected and not exists"
+        " (select 1 from marts.next_best_offers n where n.customer_id = c.customer_id and n.offer_id = c.offer_id)",
+    },
+    OFFERS_KEY: {
+        "control customers with an offer": "select count(*) from marts.next_best_offers where arm = 'control' and offer_id <> 'none'",
+        "customers of the population without a row": "select count(*) from marts.nbo_customer_features f where not exists"
+        " (select 1 from marts.next_best_offers n where n.customer_id = f.customer_id)"
+        " and exists (select 1 from marts.nbo_candidates)",  # no offers delivered: nobody has a row
+        "two offers of one group": "select count(*) from (select n.customer_id, c.offer_group from marts.next_best_offers n"
+        " join marts.nbo_candidates c using (customer_id, offer_id) group by all having count(*) > 1)",
+    },
+    PERFORMANCE_KEY: {
+        "offers without their four arm rows": "select count(*) from (select as_of_date, offer_id from marts.nbo_performance"
+        " group by all having count(*) <> 4)",
+    },
+    SUMMARY_KEY: {
+        "arm customers not adding up to the total": "select count(*) from (select as_of_date, sum(customers) filter (where arm <> 'total')"
+        " as arms, sum(customers) filter (where arm = 'total') as total from marts.next_best_offer_summary group by 1) where arms <> total",
+    },
+}
+
+
+def build_next_best_offer_checks(partitions_def: dg.PartitionsDefinition | None) -> list:
+    """One blocking check per NBO mart: its invariants (INVARIANTS) hold."""
+
+    def make(key: dg.AssetKey):
+        @dg.asset_check(
+            asset=key,
+            name="nbo_invariants",
+            blocking=True,
+            partitions_def=partitions_def,
+            description="Counts that must be 0: " + "; ".join(INVARIANTS[key]),
+        )
+        def nbo_invariants(context: dg.AssetCheckExecutionContext, settings: LoyaltySettings) -> dg.AssetCheckResult:
+            from ..warehouse import connect
+
+            with connect(settings.loyalty_config().warehouse_path, read_only=True) as con:
+                broken = {name: n for name, sql in INVARIANTS[key].items() if (n := con.execute(sql).fetchone()[0])}
+            return dg.AssetCheckResult(
+                passed=not broken,
+                description="; ".join(f"{name}: {n}" for name, n in broken.items()) or "every invariant holds",
+                metadata={"broken": dg.MetadataValue.json(broken)},
+            )
+
+        return nbo_invariants
+
+    return [make(key) for key in NBO_MART_KEYS]

@@ -72,7 +72,8 @@ def run(config: LoyaltyConfig, as_of: dt.date, log: Callable[[str], None] = prin
                 " where is_selected or drop_rule = 'control_group' group by all order by all"
             ).df()
             perf = performance.performance_frame(as_of, contacts, models, assigned)
-            summary = performance.summary_frame(as_of, chosen, contacts)
+            # No offers delivered: no slice (the report shows the section only when there is one).
+            summary = performance.summary_frame(as_of, chosen, contacts) if len(offers) else pd.DataFrame(columns=marts.NEXT_BEST_OFFER_SUMMARY.column_names)
             for table, frame in ((marts.NBO_PERFORMANCE, perf), (marts.NEXT_BEST_OFFER_SUMMARY, summary)):
                 con.execute(f"delete from {table.qualified} where as_of_date = ?", [as_of])
                 con.register("frame", frame)
