@@ -76,6 +76,7 @@ class Night:
 
     def variant(self, tmp_path: Path, **settings) -> "Night":
         """A copy of the warehouse with the NBO step run again under other settings."""
+        tmp_path.mkdir(parents=True, exist_ok=True)
         copy = tmp_path / "variant.duckdb"
         shutil.copyfile(self.warehouse, copy)
         config = dataclasses.replace(self.config, warehouse=str(copy), **settings)
