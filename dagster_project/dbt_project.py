@@ -35,7 +35,7 @@ INSERTION_ORDER_ENV = "LOYALTY_DUCKDB_PRESERVE_INSERTION_ORDER"
 RUN_SPECIFIC_VARS = ("as_of_date", "as_of_dates", "warehouse_path")
 
 PARTIAL_PARSE_FILE = "partial_parse.msgpack"
-# dbt's partial-parse state of the latest run per warehouse and vars (see partial_parse_cache).
+# dbt's partial-parse state of the latest run per database name and vars (see seed_partial_parse).
 PARTIAL_PARSE_CACHE_DIR = DBT_PROJECT_DIR / "target" / "partial_parse"
 PARTIAL_PARSE_CACHE_KEEP = 8
 
@@ -47,8 +47,9 @@ def dbt_project() -> DbtProject:
 
 
 def dbt_executable() -> str:
-    # Beside the interpreter, so a non-activated venv (pytest, cron) finds it.
-    return str(Path(sys.executable).with_name("dbt"))
+    # dbt with a partial parse that survives a new warehouse path (dbt_command.py). Beside the
+    # interpreter, so a non-activated venv (pytest, cron) finds it.
+    return str(Path(sys.executable).with_name("loyalty-dbt"))
 
 
 def constant_dbt_vars(config: LoyaltyConfig) -> dict[str, Any]:
@@ -108,8 +109,10 @@ def environment(values: Mapping[str, str]) -> Iterator[None]:
 
 
 def partial_parse_key(warehouse: Path, variables: Mapping[str, Any]) -> str:
-    """dbt reuses a partial parse only with the same vars and profile (the warehouse path)."""
-    text = json.dumps({"warehouse": str(warehouse), "vars": variables}, sort_keys=True)
+    """dbt reuses a partial parse only with the same vars and database name (dbt-duckdb names the
+    database after the file's stem, and the parsed nodes hold it); loyalty-dbt leaves the rest of
+    the warehouse's path out of the check."""
+    text = json.dumps({"database": warehouse.stem, "vars": variables}, sort_keys=True)
     return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 

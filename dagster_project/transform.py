@@ -68,7 +68,7 @@ def build_dbt_assets(partitions_def: dg.PartitionsDefinition, backfill_policy: d
         write_run_dates(config.warehouse_path, dates)
         context.log.info(f"dbt as-of dates: {', '.join(d.isoformat() for d in dates)}; vars: {json.dumps(variables)}")
         # A target folder named like dagster-dbt's own (<op>-<run id>-<random>), seeded with the
-        # partial-parse state of the previous run on this warehouse with these vars.
+        # partial-parse state of the previous run with these vars on a warehouse of the same name.
         target_path = DBT_PROJECT_DIR / "target" / f"{context.op_execution_context.op.name}-{context.run.run_id[:7]}-{uuid.uuid4().hex[:7]}"
         key = partial_parse_key(config.warehouse_path, variables)
         seed_partial_parse(target_path, key)

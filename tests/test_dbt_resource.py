@@ -4,6 +4,9 @@ same --vars (so dbt's partial parse stays usable from run to run)."""
 import datetime as dt
 import importlib.metadata
 import inspect
+import json
+import os
+import shutil
 import subprocess
 
 import duckdb
@@ -11,10 +14,14 @@ from dagster_dbt import DbtCliResource
 from packaging import version
 
 from dagster_project.config import LoyaltyConfig, dbt_vars
+from dagster_project.dbt_command import install_location_free_profile_hash, profile_hash_without_location
 from dagster_project.dbt_project import (
+    DBT_PROJECT_DIR,
+    PARTIAL_PARSE_FILE,
     RUN_SPECIFIC_VARS,
     LoyaltyDbtCliResource,
     constant_dbt_vars,
+    dbt_environment,
     dbt_executable,
     dbt_project,
 )
@@ -66,3 +73,49 @@ def test_run_dates_table_holds_the_runs_dates(tmp_path):
     write_run_dates(warehouse, [dt.date(2025, 1, 1)])  # replaced, not appended
     with duckdb.connect(str(warehouse), read_only=True) as con:
         assert con.execute("select as_of_date from ops.run_dates").fetchall() == [(dt.date(2025, 1, 1),)]
+
+
+def _credentials(path: str):
+    from dbt.adapters.duckdb.credentials import DuckDBCredentials
+
+    return DuckDBCredentials.from_dict(
+        {"path": path, "schema": "main", "config_options": {"memory_limit": "1GB", "temp_directory": path + ".tmp"}}
+    )
+
+
+def test_the_profile_hash_ignores_where_the_warehouse_is_but_not_its_database_name():
+    here = profile_hash_without_location(_credentials("/data/a/warehouse.duckdb"))
+    assert here == profile_hash_without_location(_credentials("/elsewhere/b/warehouse.duckdb"))
+    # dbt-duckdb names the database after the file's stem and the parsed nodes hold that name.
+    assert here != profile_hash_without_location(_credentials("/data/a/other.duckdb"))
+
+
+def test_the_patched_state_check_is_the_one_dbt_uses():
+    # A private dbt-core API (1.11): if an upgrade renames it, fail here instead of re-parsing
+    # silently on every new warehouse path.
+    from dbt.parser.manifest import ManifestLoader
+
+    assert "self.build_manifest_state_check()" in inspect.getsource(ManifestLoader.__init__)
+    assert "profile_hash" in inspect.getsource(ManifestLoader.build_manifest_state_check)
+    install_location_free_profile_hash()
+    assert getattr(ManifestLoader.build_manifest_state_check, "location_free", False)
+
+
+def test_a_new_warehouse_folder_keeps_the_partial_parse(tmp_path):
+    """Two `loyalty-dbt parse` runs on warehouses in different folders (~8 s): the second one
+    reuses the first one's partial parse, where plain dbt re-parsed the whole project."""
+    config = LoyaltyConfig()
+    arguments = ["parse", "--project-dir", str(DBT_PROJECT_DIR), "--profiles-dir", str(DBT_PROJECT_DIR),
+                 "--vars", json.dumps(constant_dbt_vars(config))]
+    outputs = []
+    for folder in ("first", "second"):
+        target = tmp_path / folder / "target"
+        target.mkdir(parents=True)
+        if outputs:
+            shutil.copyfile(tmp_path / "first" / "target" / PARTIAL_PARSE_FILE, target / PARTIAL_PARSE_FILE)
+        environment = {**os.environ, **dbt_environment(LoyaltyConfig(warehouse=str(tmp_path / folder / "warehouse.duckdb")))}
+        result = subprocess.run([dbt_executable(), *arguments, "--target-path", str(target)], capture_output=True,
+                                text=True, env=environment, cwd=DBT_PROJECT_DIR, check=True)
+        outputs.append(result.stdout)
+    assert (tmp_path / "second" / "target" / "manifest.json").exists()
+    assert "Unable to do partial parsing" not in outputs[1], outputs[1]

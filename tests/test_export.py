@@ -20,7 +20,8 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from dagster_project.export import file_names, write_atomic
+from dagster_project.export import SEGMENT_FLAGS
+from dagster_project.export.files import write_atomic
 from dagster_project.resources import LoyaltySettings
 
 from .support import TRANSACTION_HEADER, query, write_csv
@@ -28,6 +29,7 @@ from .test_lifecycle import failure_message, run_graph
 
 D1 = dt.date(2024, 12, 30)
 D2 = dt.date(2024, 12, 31)
+file_names = SEGMENT_FLAGS.file_names
 CONSENT_HEADER = ["customer_id", "marketing_consent", "consent_updated_at", "email"]
 
 
@@ -192,7 +194,7 @@ def test_atomic_writes_under_a_fast_poller_and_the_poller_catches_plain_writes(t
     name = "segment_flags_2000-01-01.csv"
     with FolderPoller(tmp_path) as poller:
         for _ in range(8):
-            write_atomic(tmp_path, name, big)
+            write_atomic(SEGMENT_FLAGS, tmp_path, name, big)
     assert poller.failures == [] and poller.parsed > 0
     plain = tmp_path / "plain"
     plain.mkdir()
@@ -315,120 +317,105 @@ def test_the_export_asset_follows_the_mart_the_predictions_and_the_erasure_step(
 
 
 def test_file_names_come_from_the_date_and_stay_under_the_root(tmp_path):
-    from dagster_project.export import ExportError, safe_path
+    from dagster_project.export.files import ExportError, safe_path
 
     assert file_names(D2)["delta"] == "segment_flags_2024-12-31_delta.csv"
-    assert safe_path(tmp_path, "segment_flags_2024-12-31.csv") == (tmp_path / "segment_flags_2024-12-31.csv").resolve()
+    assert safe_path(SEGMENT_FLAGS, tmp_path, "segment_flags_2024-12-31.csv") == (tmp_path / "segment_flags_2024-12-31.csv").resolve()
     for bad in ("../segment_flags_2024-12-31.csv", "sub/segment_flags_2024-12-31.csv", "evil.csv", "/etc/passwd"):
         with pytest.raises(ExportError):
-            safe_path(tmp_path, bad)
+            safe_path(SEGMENT_FLAGS, tmp_path, bad)
 
 
-def test_delta_rows_and_csv_formatting():
-    import decimal
+def test_the_file_format_is_duckdbs_csv_as_documented(tmp_path):
+    """The README's format: header, ',', '\\n', quotes only where needed ('""' inside), ISO dates,
+    true/false, decimals with their two places, an empty field for null and "" for an empty text."""
+    import duckdb
 
-    import pyarrow as pa
+    from dagster_project.export.files import copy_to
 
-    from dagster_project.export import csv_bytes, delta_rows
+    con = duckdb.connect()
+    con.execute("""
+        create table rows as select * from (values
+            ('K1', 'a,b', 1.005::decimal(18,2), true, date '2024-12-31', null::integer),
+            ('K2', 'say "hi"', -0.004::decimal(18,2), false, null, 7),
+            ('K3', 'two' || chr(10) || 'lines', 7094.21::decimal(18,2), null, date '2024-01-02', -1),
+            ('K4', '', null, true, date '2024-01-03', 0),
+            ('K5', null, 10::decimal(18,2), true, date '2024-01-04', 0)
+        ) t(customer_id, email, amount, flag, day, n)
+    """)
+    copy_to(con, "select * from rows order by customer_id", tmp_path / "f.csv", "csv")
+    assert (tmp_path / "f.csv").read_bytes().decode() == (
+        "customer_id,email,amount,flag,day,n\n"
+        'K1,"a,b",1.01,true,2024-12-31,\n'
+        'K2,"say ""hi""",0.00,false,,7\n'
+        'K3,"two\nlines",7094.21,,2024-01-02,-1\n'
+        'K4,"",,true,2024-01-03,0\n'
+        "K5,,10.00,true,2024-01-04,0\n"
+    )
+    assert list(csv.reader(io.StringIO((tmp_path / "f.csv").read_text())))[3][1] == "two\nlines"
 
-    def table(rows):
-        return pa.Table.from_pylist(rows, schema=pa.schema([
-            ("customer_id", pa.string()), ("lifecycle_stage", pa.string()), ("days_since_last_purchase", pa.int32()),
-            ("is_vip", pa.bool_()),
-        ]))
 
-    before = table([
-        {"customer_id": "a", "lifecycle_stage": "new", "days_since_last_purchase": 1, "is_vip": False},
-        {"customer_id": "b", "lifecycle_stage": "active", "days_since_last_purchase": 5, "is_vip": True},
-        {"customer_id": "gone", "lifecycle_stage": "lost", "days_since_last_purchase": 400, "is_vip": False},
-        {"customer_id": "erased", "lifecycle_stage": "lost", "days_since_last_purchase": 400, "is_vip": False},
-    ])
-    now = table([
-        {"customer_id": "a", "lifecycle_stage": "new", "days_since_last_purchase": 2, "is_vip": False},  # days only
-        {"customer_id": "b", "lifecycle_stage": "at_risk", "days_since_last_purchase": 95, "is_vip": True},
-        {"customer_id": "c", "lifecycle_stage": "new", "days_since_last_purchase": 0, "is_vip": False},
-    ])
-    changes = delta_rows(now, before, frozenset({"erased"}))
-    assert [(row["customer_id"], row["change"], row["changed_columns"]) for row in changes] == [
-        ("b", "changed", "lifecycle_stage"), ("c", "added", ""), ("gone", "removed", ""),
+def _delta(now_rows, before_rows, family=None, tracked=None):
+    """delta_query over two small tables: (customer_id, change, changed_columns) per row."""
+    import duckdb
+
+    from dagster_project.export.files import delta_query
+
+    family = family or SEGMENT_FLAGS
+    con = duckdb.connect()
+    columns = list(now_rows[0])
+    for name, rows in (("now_t", now_rows), ("before_t", before_rows)):
+        con.execute(f"create table {name} as select * from (values {', '.join(_values(row) for row in rows)}) t({', '.join(columns)})")
+    sql = delta_query(family, columns, tracked if tracked is not None else [c for c in columns if c in family.tracked],
+                      "select * from now_t", "select * from before_t")
+    return con.execute(sql).fetchall(), columns
+
+
+def _values(row):
+    def literal(value):
+        if value is None:
+            return "null"
+        if isinstance(value, bool):
+            return "true" if value else "false"
+        if isinstance(value, (int, float)):
+            return f"{value}::decimal(18,2)"
+        return "'" + value.replace("'", "''") + "'"
+    return "(" + ", ".join(literal(value) for value in row.values()) + ")"
+
+
+def test_the_delta_lists_added_changed_and_removed_rows_by_key():
+    before = [
+        {"customer_id": "b", "value_segment": "top", "lifecycle_stage": "active", "is_vip": True, "email": "b@x"},
+        {"customer_id": "é", "value_segment": None, "lifecycle_stage": "lost", "is_vip": None, "email": None},
+        {"customer_id": "a", "value_segment": "top", "lifecycle_stage": "new", "is_vip": False, "email": "a@x"},
+        {"customer_id": "gone", "value_segment": "bottom", "lifecycle_stage": "lost", "is_vip": False, "email": "g,1"},
+        {"customer_id": "same", "value_segment": "top", "lifecycle_stage": "active", "is_vip": True, "email": None},
     ]
-    assert changes[2]["days_since_last_purchase"] == 400  # removed rows carry the previous values
-    text = csv_bytes(["id", "flag", "amount", "clv", "day", "none"], [
-        {"id": 'x,"y"', "flag": True, "amount": decimal.Decimal("5.1"), "clv": 2.0 / 3, "day": D2, "none": None},
-    ]).decode()
-    assert text == 'id,flag,amount,clv,day,none\n"x,""y""",true,5.10,0.67,2024-12-31,\n'
-
-
-def test_vectorised_csv_is_byte_identical_to_csv_writer():
-    """table_csv_bytes (what the export writes) == csv_bytes over to_pylist: quoting, -0.00, ties, nulls."""
-    import decimal
-
-    import pyarrow as pa
-
-    from dagster_project.export import csv_bytes, table_csv_bytes
-
-    clv = [0.0, -0.0, -0.001, 0.001, 0.125, 0.375, 2.675, -7094.214, 1e9, 1e22, float("nan"), float("inf"), None, 2 / 3]
-    text = ["a,b", 'say "hi"', "two\nlines", "cr\ronly", "", " spaced ", "åäö;x", None, "plain", "\t", "x", "y", "z", "w"]
-    schema = pa.schema([("customer_id", pa.string()), ("clv", pa.float64()), ("email", pa.string()),
-                        ("revenue_12m", pa.decimal128(18, 2)), ("as_of_date", pa.date32()), ("is_vip", pa.bool_()),
-                        ("value_decile", pa.int32())])
-    rows = [
-        {"customer_id": f"K{i:02d}", "clv": value, "email": text[i],
-         "revenue_12m": None if i % 5 == 4 else decimal.Decimal(-i * 37).scaleb(-2),
-         "as_of_date": None if i % 6 == 5 else D2, "is_vip": None if i % 4 == 3 else i % 2 == 0,
-         "value_decile": None if i % 7 == 6 else i}
-        for i, value in enumerate(clv)
+    now = [
+        {"customer_id": "same", "value_segment": "top", "lifecycle_stage": "active", "is_vip": True, "email": None},
+        {"customer_id": "a", "value_segment": "middle", "lifecycle_stage": "new", "is_vip": None, "email": "a,new"},
+        {"customer_id": "Z", "value_segment": "top", "lifecycle_stage": "new", "is_vip": True, "email": None},
+        {"customer_id": "é", "value_segment": "bottom", "lifecycle_stage": "lost", "is_vip": None, "email": None},
+        {"customer_id": "b", "value_segment": "top", "lifecycle_stage": "at_risk", "is_vip": True, "email": "b@x"},
     ]
-    table = pa.Table.from_pylist(rows, schema=schema)
-    expected = csv_bytes(table.column_names, table.to_pylist())
-    assert table_csv_bytes(table) == expected
-    lines = expected.decode().split("\n")
-    assert lines[1] == "K00,0.00,\"a,b\",0.00,2024-12-31,true,0"  # -0.0 and 0 are "0.00"
-    assert lines[2] == 'K01,0.00,"say ""hi""",-0.37,2024-12-31,false,1'
-    assert lines[3].endswith(',"two') and lines[4] == "lines\",-0.74,2024-12-31,true,2"  # a quoted newline
-    assert lines[5] == "K03,0.00,cr\ronly,-1.11,2024-12-31,,3"  # '\r' alone is not quoted by csv.writer (3.11)
-    assert lines[6] == "K04,0.12,,,2024-12-31,true,4"  # 0.125 rounds half to even, as f"{0.125:.2f}"
-    # Nothing to quote (only the unquoted Arrow writer path), in batches, and the real schema's types.
-    plain = table.filter(pa.array([i not in (0, 1, 2, 3) for i in range(table.num_rows)]))
-    plain = pa.concat_tables([plain] * 3)
-    assert table_csv_bytes(plain) == csv_bytes(plain.column_names, plain.to_pylist())
-
-
-def test_vectorised_delta_matches_the_row_by_row_definition():
-    import pyarrow as pa
-
-    from dagster_project.export import _delta_rows_python, _delta_table_arrow, csv_bytes, delta_table, table_csv_bytes
-
-    schema = pa.schema([("customer_id", pa.string()), ("value_segment", pa.string()), ("lifecycle_stage", pa.string()),
-                        ("clv", pa.float64()), ("is_vip", pa.bool_()), ("email", pa.string())])
-    before = pa.Table.from_pylist([
-        {"customer_id": "b", "value_segment": "top", "lifecycle_stage": "active", "clv": 1.0, "is_vip": True, "email": "b@x"},
-        {"customer_id": "é", "value_segment": None, "lifecycle_stage": "lost", "clv": None, "is_vip": None, "email": None},
-        {"customer_id": "a", "value_segment": "top", "lifecycle_stage": "new", "clv": 2.0, "is_vip": False, "email": "a@x"},
-        {"customer_id": "gone", "value_segment": "bottom", "lifecycle_stage": "lost", "clv": -0.0, "is_vip": False, "email": "g,1"},
-        {"customer_id": "erased", "value_segment": "top", "lifecycle_stage": "lost", "clv": 3.0, "is_vip": True, "email": None},
-        {"customer_id": "same", "value_segment": "top", "lifecycle_stage": "active", "clv": 9.0, "is_vip": True, "email": None},
-    ], schema=schema)
-    now = pa.Table.from_pylist([
-        {"customer_id": "same", "value_segment": "top", "lifecycle_stage": "active", "clv": 7.0, "is_vip": True, "email": None},
-        {"customer_id": "a", "value_segment": "middle", "lifecycle_stage": "new", "clv": 2.0, "is_vip": None, "email": "a,new"},
-        {"customer_id": "Z", "value_segment": "top", "lifecycle_stage": "new", "clv": 0.5, "is_vip": True, "email": None},
-        {"customer_id": "é", "value_segment": "bottom", "lifecycle_stage": "lost", "clv": None, "is_vip": None, "email": None},
-        {"customer_id": "b", "value_segment": "top", "lifecycle_stage": "at_risk", "clv": 1.0, "is_vip": True, "email": "b@x"},
-        {"customer_id": "erased", "value_segment": "middle", "lifecycle_stage": "lost", "clv": 3.0, "is_vip": True, "email": None},
-    ], schema=schema)
-    erased = frozenset({"erased"})
-    expected = _delta_rows_python(now, before, erased)
-    assert [(row["customer_id"], row["change"], row["changed_columns"]) for row in expected] == [
+    rows, columns = _delta(now, before, tracked=["value_segment", "lifecycle_stage", "is_vip", "email"])
+    position = {name: i for i, name in enumerate(columns + ["change", "changed_columns"])}
+    assert [(row[0], row[position["change"]], row[position["changed_columns"]]) for row in rows] == [
         ("Z", "added", ""), ("a", "changed", "value_segment;is_vip;email"), ("b", "changed", "lifecycle_stage"),
         ("gone", "removed", ""), ("é", "changed", "value_segment"),
-    ]  # code point order; columns in column order; clv is not tracked; erased never listed
-    arrow = _delta_table_arrow(now, before, erased)
-    assert arrow is not None and arrow.to_pylist() == expected
-    columns = now.column_names + ["change", "changed_columns"]
-    assert table_csv_bytes(arrow) == csv_bytes(columns, expected)
-    # Duplicate ids: the dict semantics of the row-by-row definition decide.
-    doubled = pa.concat_tables([now, now.slice(1, 1)])
-    assert _delta_table_arrow(doubled, before, erased) is None
-    assert delta_table(doubled, before, erased).to_pylist() == _delta_rows_python(doubled, before, erased)
-    assert delta_table(now, None).to_pylist() == _delta_rows_python(now, None)
+    ]  # code point order; columns in column order; null-aware
+    gone = rows[3]
+    assert gone[position["email"]] == "g,1"  # a removed row carries the previous values
+    assert _delta(now, now)[0] == [] and len(_delta(now, [dict(now[0], customer_id="x")])[0]) == len(now) + 1
+
+
+def test_the_delta_compares_on_a_composite_key():
+    from dagster_project.export.files import FileFamily
+
+    family = FileFamily(name="offers", mart="marts.m", key=("customer_id", "slot"), columns=(), tracked=("offer_id",),
+                        schema_version=1, source=lambda con: "")
+    before = [{"customer_id": "a", "slot": "1", "offer_id": "o1"}, {"customer_id": "a", "slot": "2", "offer_id": "o2"}]
+    now = [{"customer_id": "a", "slot": "1", "offer_id": "o1"}, {"customer_id": "a", "slot": "2", "offer_id": "o3"},
+           {"customer_id": "a", "slot": "3", "offer_id": "o1"}]
+    rows, _ = _delta(now, before, family=family)
+    assert [(row[0], row[1], row[3], row[4]) for row in rows] == [("a", "2", "changed", "offer_id"), ("a", "3", "added", "")]

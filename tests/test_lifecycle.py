@@ -14,7 +14,7 @@ import dagster as dg
 import pytest
 
 from dagster_project.definitions import build_resources
-from dagster_project.export import file_names
+from dagster_project.export import SEGMENT_FLAGS
 from dagster_project.resources import LoyaltySettings
 
 from .support import NPS_HEADER, TRANSACTION_HEADER, default_graph, query, write_csv
@@ -152,7 +152,7 @@ def test_lifecycle_kpis_add_up(lifecycle_run):
 
 def test_export_without_a_consent_source_exports_everyone(lifecycle_run):
     folder = lifecycle_run.loyalty_config().export_path
-    names = file_names(AS_OF)
+    names = SEGMENT_FLAGS.file_names(AS_OF)
     rows = list(csv.DictReader(io.StringIO((folder / names["csv"]).read_text(encoding="utf-8"))))
     assert [row["customer_id"] for row in rows] == sorted(CUSTOMERS)
     assert {row["has_marketing_consent"] for row in rows} == {""}  # null: unknown

@@ -499,7 +499,10 @@ def test_the_export_carries_the_predictions_rounded_and_bumps_its_schema_version
 
     import pyarrow.parquet as pq
 
-    from dagster_project.export import PREDICTION_COLUMNS, SCHEMA_VERSION, file_names
+    from dagster_project.export import SEGMENT_FLAGS
+    from dagster_project.export.segment_flags import PREDICTION_COLUMNS, SCHEMA_VERSION
+
+    file_names = SEGMENT_FLAGS.file_names
 
     settings, _ = sample_run
     folder = settings.loyalty_config().export_path
@@ -507,10 +510,12 @@ def test_the_export_carries_the_predictions_rounded_and_bumps_its_schema_version
     [(newest,)] = query(settings.warehouse_path, "select distinct as_of_date from marts.customer_clv_predictions")
     names = file_names(newest)
     manifest = json.loads((folder / names["manifest"]).read_text())
-    assert manifest["schema_version"] == SCHEMA_VERSION == 2
+    assert manifest["schema_version"] == SCHEMA_VERSION == 3
     header = (folder / names["csv"]).read_text().splitlines()[0].split(",")
     assert header[-4:] == list(PREDICTION_COLUMNS) == ["p_alive", "churn_risk", "expected_purchases_next_period", "predicted_clv"]
     exported = pq.read_table(io.BytesIO((folder / names["parquet"]).read_bytes())).to_pandas().set_index("customer_id")
+    assert {str(exported[name].iloc[0].as_tuple().exponent) for name in PREDICTION_COLUMNS} == {"-2"}  # decimal(18,2)
+    exported[list(PREDICTION_COLUMNS)] = exported[list(PREDICTION_COLUMNS)].astype(float)
     mart = pd.DataFrame(
         query(settings.warehouse_path, "select customer_id, p_alive, churn_risk, expected_purchases_next_period, predicted_clv"
               " from marts.customer_clv_predictions"),
@@ -521,7 +526,7 @@ def test_the_export_carries_the_predictions_rounded_and_bumps_its_schema_version
     assert exported[list(PREDICTION_COLUMNS)].notna().all().all()
     joined = exported[list(PREDICTION_COLUMNS)].join(mart, rsuffix="_mart")
     for name in PREDICTION_COLUMNS:
-        np.testing.assert_allclose(joined[name], joined[f"{name}_mart"].round(2), atol=1e-9)
+        np.testing.assert_allclose(joined[name], joined[f"{name}_mart"], atol=0.005 + 1e-9)  # rounded to the cent
     # In the CSV as in the Parquet file: two decimals.
     first = (folder / names["csv"]).read_text().splitlines()[1].split(",")
     customer = first[0]
@@ -529,13 +534,10 @@ def test_the_export_carries_the_predictions_rounded_and_bumps_its_schema_version
 
 
 def test_the_delta_counts_a_prediction_as_changed_only_when_it_crosses_a_band():
-    import pyarrow as pa
-
-    from dagster_project.export import FLAG_SCHEMA, _delta_rows_python, delta_table
+    from .test_export import _delta
 
     def table(rows):
-        columns = {field.name: [row.get(field.name) for row in rows] for field in FLAG_SCHEMA}
-        return pa.table(columns, schema=FLAG_SCHEMA)
+        return rows
 
     base = {"value_segment": "top", "lifecycle_stage": "active", "is_vip": True}
     before = table([
@@ -561,6 +563,6 @@ def test_the_delta_counts_a_prediction_as_changed_only_when_it_crosses_a_band():
         # 0.29 -> 0.30: 0.30 is band 3 (in hundredths, never 2.999…); churn 0.71 -> 0.70 stays in band 7.
         "tenth": "p_alive",
     }
-    vectorised = {row["customer_id"]: row["changed_columns"] for row in delta_table(after, before).to_pylist()}
-    by_row = {row["customer_id"]: row["changed_columns"] for row in _delta_rows_python(after, before)}
-    assert vectorised == by_row == expected
+    rows, columns = _delta(after, before)
+    change, changed = columns.index("customer_id"), len(columns) + 1
+    assert {row[change]: row[changed] for row in rows} == expected
