@@ -28,6 +28,7 @@ PLANTED = {
     "Z_OFFERCAP": ("TILL_COUPON", "offer_cap"),
     "Z_CHANNELCAP": ("POINTS_EMAIL", "channel_cap"),
 }
+ERASED = "C0000007"  # a sample customer with campaign history who asked to be erased
 EVENT_HEADER = ["event_id", "customer_id", "offer_id", "channel", "event_type", "event_at", "arm"]
 
 
@@ -59,6 +60,7 @@ def plant(raw: Path) -> None:
     width = max(7, len(str(CUSTOMERS)))
     consent = [(f"C{n:0{width}d}", "true", f"{AS_OF.isoformat()}T06:00:00") for n in range(1, CUSTOMERS + 1)]
     consent += [(c, "false" if c == "Z_NOCONSENT" else "true", f"{AS_OF.isoformat()}T06:00:00") for c in PLANTED]
+    write_csv(raw / "erasures" / "erasures.csv", ["customer_id", "requested_at"], [(ERASED, f"{AS_OF.isoformat()}T05:00:00")])
     write_csv(raw / "customers" / "consent.csv", ["customer_id", "marketing_consent", "consent_updated_at"], consent)
 
 

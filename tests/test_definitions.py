@@ -57,6 +57,7 @@ EXPECTED_ASSET_KEYS = {
     "marts/clv_model_parameters",
     "marts/clv_calibration",
     "exports/segment_flags",
+    "exports/next_best_offers",
     "published/warehouse",
     "published/kpi_report",
 }

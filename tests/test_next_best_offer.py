@@ -285,3 +285,34 @@ def test_a_backfill_of_an_older_night_decides_nothing(nbo_night, tmp_path):
     outcome = step.run(copy.config, AS_OF - dt.timedelta(days=1), log=lambda m: None)
     assert outcome.candidates == 0
     assert copy.sql("select distinct as_of_date from marts.next_best_offers") == [(AS_OF,)]
+
+
+# ------------------------------------------------------------------ the export
+def test_the_export_holds_the_marts_rows_of_consenting_customers_and_reruns_byte_identical(nbo_night):
+    import csv
+    import hashlib
+    import json
+
+    from dagster_project.export import export_family
+    from dagster_project.export.next_best_offers import NEXT_BEST_OFFERS_FILES
+
+    from .nbo_support import ERASED
+
+    folder = nbo_night.config.export_path
+    names = NEXT_BEST_OFFERS_FILES.file_names(AS_OF)
+    before = {n: hashlib.sha256((folder / n).read_bytes()).hexdigest() for n in names.values()}
+    with open(folder / names["csv"], newline="", encoding="utf-8") as handle:
+        rows = list(csv.DictReader(handle))
+    expected = nbo_night.sql(
+        "select customer_id, slot, offer_id, arm from marts.next_best_offers n where exists (select 1 from staging.stg_raw__customers c"
+        " where c.customer_id = n.customer_id and c.has_marketing_consent) order by customer_id, slot")
+    assert [(r["customer_id"], int(r["slot"]), r["offer_id"], r["arm"]) for r in rows] == [tuple(e) for e in expected]
+    assert "Z_NOCONSENT" not in {r["customer_id"] for r in rows} and ERASED not in {r["customer_id"] for r in rows}
+    assert nbo_night.sql(f"select count(*) from marts.nbo_candidates where customer_id = '{ERASED}'") == [(0,)]
+    assert nbo_night.sql(f"select count(*) from raw.offer_events where customer_id = '{ERASED}'") == [(0,)]
+    manifest = json.loads((folder / names["manifest"]).read_text())
+    assert manifest["schema_version"] == NEXT_BEST_OFFERS_FILES.schema_version and manifest["consent_filtered"]
+    step.run(nbo_night.config, AS_OF, log=lambda m: None)  # the night again: the same rows …
+    outcome = export_family(NEXT_BEST_OFFERS_FILES, nbo_night.config, AS_OF, "another-run", log=lambda m: None)  # … the same bytes
+    assert outcome.files_written == () and not outcome.manifest_written
+    assert {n: hashlib.sha256((folder / n).read_bytes()).hexdigest() for n in names.values()} == before
