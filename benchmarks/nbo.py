@@ -97,7 +97,7 @@ def run(customers: int, out: Path) -> dict:
         candidates = con.execute(
             "select c.customer_id, c.offer_id, c.propensity, c.priority, c.expected_value, c.business_weight,"
             " r.gross_value, r.contact_cost, r.drop_rule is null as rules_passed"
-            " from marts.nbo_candidates c join marts.nbo_candidate_rules r using (customer_id, offer_id)"
+            " from marts.nbo_candidates c join marts.nbo_candidate_rules r using (customer_id, offer_id) order by c.customer_id, c.offer_id"
         ).df()
         candidates["true_increment"] = true_increments(con, candidates, as_of)
         population = int(candidates["customer_id"].nunique())

@@ -316,3 +316,26 @@ def test_the_export_holds_the_marts_rows_of_consenting_customers_and_reruns_byte
     outcome = export_family(NEXT_BEST_OFFERS_FILES, nbo_night.config, AS_OF, "another-run", log=lambda m: None)  # … the same bytes
     assert outcome.files_written == () and not outcome.manifest_written
     assert {n: hashlib.sha256((folder / n).read_bytes()).hexdigest() for n in names.values()} == before
+
+
+def test_the_campaigns_leave_every_other_sample_file_byte_identical(tmp_path):
+    import hashlib
+
+    from dagster_project.sample_data import generate_sample
+
+    def hashes(root):
+        return {p.relative_to(root).as_posix(): hashlib.sha256(p.read_bytes()).hexdigest() for p in root.rglob("*") if p.is_file()}
+
+    plain = hashes(generate_sample(tmp_path / "plain", customers=400, seed=9) and tmp_path / "plain")
+    with_campaigns = hashes(generate_sample(tmp_path / "campaigns", customers=400, seed=9, campaigns=True) and tmp_path / "campaigns")
+    assert {k: v for k, v in with_campaigns.items() if k.split("/")[0] in ("transactions", "nps")} == plain
+    assert {"offers/offers.csv"} <= set(with_campaigns) and any(k.startswith("offer_events/") for k in with_campaigns)
+
+
+def test_the_report_shows_the_decision_per_arm(nbo_night):
+    html = (nbo_night.config.publish_path / "report" / f"loyalty_report_{AS_OF.isoformat()}.html").read_text(encoding="utf-8")
+    section = html[html.index('id="section-next_best_offer_summary"'):]
+    section = section[: section.index("</section>")]
+    (total, offers), = nbo_night.sql("select customers, offers_assigned from marts.next_best_offer_summary where arm = 'total'")
+    assert f"{total:,d}".replace(",", "\u00a0") in section and f"{offers:,d}".replace(",", "\u00a0") in section
+    assert "control group (no offer)" in section and "random eligible offer" in section
