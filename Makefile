@@ -70,8 +70,12 @@ browser: ## make sure Chromium (/usr/bin/chromium) is there for the report's bro
 		test -x $(CHROMIUM) || { echo "chromium installed, but not at $(CHROMIUM): set CHROMIUM=/path" >&2; exit 1; }; \
 	else echo "the browser test needs Chromium at $(CHROMIUM): install it (sudo apt-get install chromium) or set CHROMIUM=/path" >&2; exit 1; fi
 
+# Test files run on this many workers (pytest-xdist; one file stays on one worker, so its module
+# fixtures are built once): a test spends most of its time in one process waiting for dbt or DuckDB.
+TEST_WORKERS ?= 2
+
 test: prepare browser ## set up, then run every test (pytest, which runs dbt build with its unit and data tests, and the browser test)
-	LOYALTY_CHROMIUM=$(CHROMIUM) $(BIN)/python -m pytest
+	LOYALTY_CHROMIUM=$(CHROMIUM) $(BIN)/python -m pytest -n $(TEST_WORKERS) --dist loadfile
 
 bench: prepare ## benchmark pipeline vs raw DuckDB vs pandas (SIZES=1M,10M,50M by default) into BENCHMARKS.md
 	$(BIN)/loyalty bench --sizes $(or $(SIZES),1M,10M,50M) --out BENCHMARKS.md
