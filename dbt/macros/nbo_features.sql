@@ -25,3 +25,14 @@
         else 'active'
     end
 {%- endmacro %}
+
+{#- The feature columns of a contact or a customer from the aggregates above (relation `features`)
+    and the vip revenue threshold: recency_days … activity_state, the same in both models. -#}
+{% macro nbo_feature_columns(features, vip_threshold) -%}
+        {{ features }}.recency_days,
+        {{ features }}.tenure_days,
+        coalesce({{ features }}.purchases_365d, 0) as purchases_365d,
+        cast(coalesce({{ features }}.revenue_365d, 0) as double) as revenue_365d,
+        case when coalesce({{ features }}.revenue_365d, 0) >= {{ vip_threshold }} then 'vip' else 'other' end as value_band,
+        {{ nbo_activity_state(features ~ '.recency_days', features ~ '.tenure_days') }} as activity_state
+{%- endmacro %}

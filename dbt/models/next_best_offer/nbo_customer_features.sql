@@ -33,12 +33,7 @@ final as (
     select
         {{ as_of_date() }} as as_of_date,
         flags.customer_id,
-        features.recency_days,
-        features.tenure_days,
-        coalesce(features.purchases_365d, 0) as purchases_365d,
-        cast(coalesce(features.revenue_365d, 0) as double) as revenue_365d,
-        case when coalesce(features.revenue_365d, 0) >= vip_threshold.vip_revenue_threshold then 'vip' else 'other' end as value_band,
-        {{ nbo_activity_state('features.recency_days', 'features.tenure_days') }} as activity_state,
+        {{ nbo_feature_columns('features', 'vip_threshold.vip_revenue_threshold') }},
         cast(vip_threshold.vip_revenue_threshold as double) as vip_revenue_threshold
     from flags
     cross join vip_threshold
