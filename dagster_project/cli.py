@@ -108,7 +108,7 @@ def cmd_sample(args: argparse.Namespace, config: LoyaltyConfig) -> int:
 
     summary = sample_data.generate_sample(
         resolve_path(args.out), customers=args.customers, seed=args.seed, as_of=args.as_of or sample_data.SAMPLE_AS_OF,
-        years=args.years,
+        years=args.years, campaigns=True,
     )
     print(json.dumps(summary, indent=2, default=str))
     return 0

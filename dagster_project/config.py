@@ -96,6 +96,33 @@ class LoyaltyConfig:
     # hash of customer_id: population parameters from 100 000 customers are as good as from
     # millions (standard errors shrink with the square root), and the fit time stays bounded.
     clv_fit_max_customers: int = 100_000
+    # Next best offer (dagster_project/next_best_offer; README "Next best offer").
+    # Contact policy per channel: at most `max` contacts (sent events) per customer in the last
+    # `days` days; channels not named here have no channel cap (offers may still cap themselves).
+    nbo_contact_policy: Mapping[str, Mapping[str, int]] = dataclasses.field(
+        default_factory=lambda: {"email": {"max": 1, "days": 7}, "sms": {"max": 1, "days": 7}}
+    )
+    # Arms by a persistent hash of salt + customer_id (never reshuffled when customers arrive): the
+    # lowest control share of hash values is the control group (an explicit `none` row), the next
+    # random share gets a random eligible offer, everyone else the ranked one.
+    nbo_control_share: float = 0.10
+    nbo_random_share: float = 0.05
+    nbo_arm_salt: str = "nbo-arms-v1"
+    # Propensity tiers per offer: without history, prior scale × P(a purchase in the response
+    # window) from the predictive CLV; with history, response rates per offer × segment × stage
+    # smoothed toward that prior with this many pseudo-contacts; from this many positive responses
+    # on, a calibrated classifier (temporal split: the latest holdout share of contacts judges it)
+    # used only when its holdout AUC beats the smoothed rates'.
+    nbo_prior_scale: float = 0.2
+    nbo_smoothing_strength: float = 20.0
+    nbo_min_positive_responses: int = 200
+    nbo_holdout_share: float = 0.25
+    # Uplift ranking for an offer once this many control-arm (held_out) contacts of it exist.
+    nbo_min_control_contacts: int = 30
+    # Offers kept per customer (None: the best of each channel, at most one per channel).
+    nbo_top_k: int | None = None
+    # Seed of the classifier and of the random arm's draw: the same night gives the same bytes.
+    nbo_seed: int = 42
     # Ingest: rows dated before this are quarantined as implausible; rejected files fail the run
     # unless skip_rejected_files is true.
     business_start_date: str = "2000-01-01"
@@ -244,6 +271,7 @@ def validate(config: LoyaltyConfig) -> None:
         raise ConfigError(f"spark_port must be empty or a port number, got {config.spark_port!r}")
     if not isinstance(config.spark_token_env, str) or not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", config.spark_token_env):
         raise ConfigError(f"spark_token_env must be the name of an environment variable (not the token), got {config.spark_token_env!r}")
+    validate_nbo(config)
     try:
         start = dt.date.fromisoformat(str(config.business_start_date))
     except ValueError as error:
@@ -256,6 +284,37 @@ def validate(config: LoyaltyConfig) -> None:
         zoneinfo.ZoneInfo(str(config.schedule_timezone))
     except (zoneinfo.ZoneInfoNotFoundError, ValueError) as error:
         raise ConfigError(f"schedule_timezone must be an IANA time zone such as Europe/Stockholm, got {config.schedule_timezone!r}") from error
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def _is_count(value: Any, minimum: int) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and value >= minimum
+
+
+def validate_nbo(config: LoyaltyConfig) -> None:
+    for channel, rule in dict(config.nbo_contact_policy).items():
+        if not isinstance(rule, Mapping) or set(rule) != {"max", "days"} or not _is_count(rule["max"], 0) or not _is_count(rule["days"], 1):
+            raise ConfigError(f"nbo_contact_policy.{channel} must be {{max: whole number >= 0, days: whole number >= 1}}, got {rule!r}")
+    for name in ("nbo_control_share", "nbo_random_share", "nbo_holdout_share"):
+        value = getattr(config, name)
+        if not _is_number(value) or not 0 <= value < 1:
+            raise ConfigError(f"{name} must be a share from 0 to below 1, got {value!r}")
+    if config.nbo_control_share + config.nbo_random_share >= 1:
+        raise ConfigError("nbo_control_share + nbo_random_share must stay below 1 (someone must get the ranked offer)")
+    if not isinstance(config.nbo_arm_salt, str) or not config.nbo_arm_salt:
+        raise ConfigError(f"nbo_arm_salt must be a non-empty text, got {config.nbo_arm_salt!r}")
+    if not _is_number(config.nbo_prior_scale) or not 0 < config.nbo_prior_scale <= 1:
+        raise ConfigError(f"nbo_prior_scale must be a number from above 0 to 1, got {config.nbo_prior_scale!r}")
+    if not _is_number(config.nbo_smoothing_strength) or config.nbo_smoothing_strength <= 0:
+        raise ConfigError(f"nbo_smoothing_strength must be a positive number of pseudo-contacts, got {config.nbo_smoothing_strength!r}")
+    for name in ("nbo_min_positive_responses", "nbo_min_control_contacts", "nbo_seed"):
+        if not _is_count(getattr(config, name), 0 if name == "nbo_seed" else 1):
+            raise ConfigError(f"{name} must be a whole number >= {0 if name == 'nbo_seed' else 1}, got {getattr(config, name)!r}")
+    if config.nbo_top_k is not None and not _is_count(config.nbo_top_k, 1):
+        raise ConfigError(f"nbo_top_k must be empty (one per channel) or a whole number >= 1, got {config.nbo_top_k!r}")
 
 
 def config_file(path: str | os.PathLike | None = None) -> Path | None:
@@ -328,6 +387,8 @@ def dbt_vars(config: LoyaltyConfig, as_of: dt.date | Sequence[dt.date]) -> dict[
         "max_periods": config.max_periods if config.max_periods is not None else MAX_PERIODS,
         "margin_rate": float(config.margin_rate),
         "discount_rate": float(config.discount_rate),
+        "nbo_contact_policy": {channel: {"max": int(rule["max"]), "days": int(rule["days"])}
+                               for channel, rule in sorted(dict(config.nbo_contact_policy).items())},
         "warehouse_path": str(config.warehouse_path),
     }
 

@@ -14,6 +14,7 @@ from .dbt_project import LoyaltyDbtCliResource, dbt_executable, dbt_project
 from .export import build_export_assets
 from .ingest_assets import build_ingest_assets
 from .kpi_report.assets import build_report_assets
+from .next_best_offer.assets import build_next_best_offer_assets, build_next_best_offer_checks
 from .partitions import SINGLE_RUN, as_of_partitions
 from .predictive_clv.assets import build_predictive_clv_assets, build_predictive_clv_checks
 from .publish import build_publish_assets
@@ -45,11 +46,12 @@ def build_asset_graph(config: LoyaltyConfig) -> AssetGraph:
         *build_ingest_assets(partitions, SINGLE_RUN),
         dbt_assets,
         *build_predictive_clv_assets(partitions, SINGLE_RUN),
+        *build_next_best_offer_assets(partitions, SINGLE_RUN),
         *build_export_assets(partitions, SINGLE_RUN, dbt_assets),
         *build_publish_assets(partitions, SINGLE_RUN, dbt_assets),
         *build_report_assets(partitions, SINGLE_RUN),
     ]
-    checks = [*build_quality_checks(partitions), *build_predictive_clv_checks(partitions)]
+    checks = [*build_quality_checks(partitions), *build_predictive_clv_checks(partitions), *build_next_best_offer_checks(partitions)]
     return AssetGraph(partitions, dbt_assets, assets, checks)
 
 

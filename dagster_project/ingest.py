@@ -29,7 +29,7 @@ DECISIONS_TABLE = "ingest_decisions"  # only the rows whose key repeats or is al
 # Kinds converted once, when the file lands: the costly regular expressions, and the trimmed ids
 # (the dedupe, the quarantine and the insert each trimmed them again: at 50M rows, four trims of
 # 50M strings cost more CPU than storing the trimmed copy). Free text is stored once, as read.
-CONVERTED_KINDS = ("id", "date", "timestamp", "amount", "score", "boolean", "rate")
+CONVERTED_KINDS = ("id", "date", "timestamp", "amount", "score", "boolean", "rate", "number", "count")
 
 
 @dataclasses.dataclass(frozen=True)

@@ -5,7 +5,7 @@ import dagster as dg
 from .ingest import FileOutcome, ingest_source
 from .erasure import apply_erasures
 from .landing_files import LandingFormat
-from .raw_contract import CUSTOMERS, ERASURES, NPS_RESPONSES, PRODUCTS, TRANSACTIONS, DateLimits, RawSource
+from .raw_contract import CUSTOMERS, ERASURES, NPS_RESPONSES, OFFER_EVENTS, OFFERS, PRODUCTS, TRANSACTIONS, DateLimits, RawSource
 from .resources import LoyaltySettings
 from .warehouse import connect
 
@@ -46,6 +46,16 @@ def _describe(outcome: FileOutcome) -> str:
     return text + (f" ({outcome.message})" if outcome.message else "")
 
 
+def _plain_ingest_asset(source: RawSource, partitioning: dict, deps: list, description: str) -> dg.AssetsDefinition:
+    """raw.<table> loaded from its landing folder, nothing more."""
+
+    @dg.asset(key_prefix=["raw"], name=source.table, group_name="ingest", description=description, deps=deps, **partitioning)
+    def ingest_asset(context: dg.AssetExecutionContext, settings: LoyaltySettings) -> dg.MaterializeResult:
+        return _ingest(context, settings, source)
+
+    return ingest_asset
+
+
 def build_ingest_assets(partitions_def: dg.PartitionsDefinition, backfill_policy: dg.BackfillPolicy) -> list[dg.AssetsDefinition]:
     """The ingest assets. Ingest loads whatever files are new, whichever as-of date the run is
     for; it shares the partitions so that one run (nightly or backfill) materialises the graph."""
@@ -80,6 +90,17 @@ def build_ingest_assets(partitions_def: dg.PartitionsDefinition, backfill_policy
     def customers(context: dg.AssetExecutionContext, settings: LoyaltySettings) -> dg.MaterializeResult:
         return _ingest(context, settings, CUSTOMERS)
 
+    # The next-best-offer folders: plain loads, one after another (one DuckDB writer at a time).
+    offers = _plain_ingest_asset(OFFERS, partitioning, [customers], (
+        "Optional offers of the next-best-offer decision from <raw_dir>/offers/*.csv|*.parquet: one row per "
+        "offer_id (one channel), its dates, value inputs, eligibility, caps and response window (README)."
+    ))
+    offer_events = _plain_ingest_asset(OFFER_EVENTS, partitioning, [offers], (
+        "Optional offer events returned by marketing automation from <raw_dir>/offer_events/*.csv|*.parquet "
+        "(sent, opened, clicked, rejected, converted, held_out, complained; arm). Erased customers' events go "
+        "with the erasure step, which runs after this one."
+    ))
+
     @dg.asset(
         key_prefix=["raw"],
         group_name="ingest",
@@ -88,7 +109,7 @@ def build_ingest_assets(partitions_def: dg.PartitionsDefinition, backfill_policy
             "Right-to-erasure requests from <raw_dir>/erasures/*.csv; every run removes these customers "
             "from all raw and quarantine tables, so no mart or export built after it holds them."
         ),
-        deps=[transactions, nps_responses, customers],
+        deps=[transactions, nps_responses, customers, offer_events],
     )
     def erasures(context: dg.AssetExecutionContext, settings: LoyaltySettings) -> dg.MaterializeResult:
         result = _ingest(context, settings, ERASURES)
@@ -100,17 +121,9 @@ def build_ingest_assets(partitions_def: dg.PartitionsDefinition, backfill_policy
                 context.log.info(f"erasure: removed {rows} rows from {table}")
         return dg.MaterializeResult(metadata={**result.metadata, "rows_erased": sum(removed.values())})
 
-    @dg.asset(
-        key_prefix=["raw"],
-        group_name="ingest",
-        **partitioning,
-        description=(
-            "Optional margin rate per product from <raw_dir>/products/*.csv|*.parquet (product_id, "
-            "margin_rate); transactions of other products count on the margin_rate setting."
-        ),
-        deps=[erasures],  # one DuckDB writer at a time
-    )
-    def products(context: dg.AssetExecutionContext, settings: LoyaltySettings) -> dg.MaterializeResult:
-        return _ingest(context, settings, PRODUCTS)
+    products = _plain_ingest_asset(PRODUCTS, partitioning, [erasures], (  # one DuckDB writer at a time
+        "Optional margin rate per product from <raw_dir>/products/*.csv|*.parquet (product_id, "
+        "margin_rate); transactions of other products count on the margin_rate setting."
+    ))
 
-    return [transactions, nps_responses, customers, erasures, products]
+    return [transactions, nps_responses, customers, erasures, products, offers, offer_events]

@@ -39,6 +39,7 @@ import duckdb
 
 from .durable_files import fsync_dir, fsync_file
 from .config import LoyaltyConfig
+from .next_best_offer.assets import NBO_MART_KEYS
 from .predictive_clv.assets import PREDICTIVE_MART_KEYS
 from .resources import LoyaltySettings
 from .warehouse import quote_identifier, quote_literal
@@ -242,9 +243,9 @@ def header_version_number(path: Path) -> int:
 
 def mart_keys(dbt_assets: dg.AssetsDefinition) -> list[dg.AssetKey]:
     """The asset keys of the marts: the dbt models in the marts schema (all of them, whatever the
-    dbt project holds today) and the marts the predictive CLV step writes (published after it)."""
+    dbt project holds today) and the marts the predictive CLV and next-best-offer steps write (published after them)."""
     dbt_marts = sorted((key for key in dbt_assets.keys if key.path[0] == SCHEMA), key=lambda k: k.path)
-    return dbt_marts + list(PREDICTIVE_MART_KEYS)
+    return dbt_marts + list(PREDICTIVE_MART_KEYS) + list(NBO_MART_KEYS)
 
 
 def mart_check_keys(context: dg.AssetExecutionContext, dbt_assets: dg.AssetsDefinition) -> set[dg.AssetCheckKey]:

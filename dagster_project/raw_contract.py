@@ -9,7 +9,7 @@ from __future__ import annotations
 import dataclasses
 from typing import Literal
 
-Kind = Literal["id", "text", "date", "timestamp", "amount", "score", "boolean", "rate"]
+Kind = Literal["id", "text", "date", "timestamp", "amount", "score", "boolean", "rate", "number", "count"]
 
 # ISO 8601 date, optionally followed by a time (and zone): 2024-05-01, 2024-05-01T10:15:00Z.
 ISO_DATE_PATTERN = r"\d{4}-\d{2}-\d{2}([T ]\d{2}:\d{2}(:\d{2}(\.\d+)?)?(Z|[+-]\d{2}(:?\d{2})?)?)?"
@@ -23,6 +23,10 @@ class RawColumn:
     name: str
     kind: Kind
     required: bool = True
+    # For text/id columns with a closed vocabulary: any other (trimmed, lower-case) value is quarantined.
+    allowed: tuple[str, ...] = ()
+    # Dates of plans (an offer's end_date) may lie after the day of the run.
+    may_be_future: bool = False
 
 
 @dataclasses.dataclass(frozen=True)
@@ -112,7 +116,64 @@ PRODUCTS = RawSource(
     ),
 )
 
-RAW_SOURCES = (TRANSACTIONS, NPS_RESPONSES, CUSTOMERS, ERASURES, PRODUCTS)
+# Optional: the offers of the next-best-offer decision (dagster_project/next_best_offer, README
+# "Next best offer"). One row per offer in one channel: the same offer in two channels is two
+# offer_ids of one offer_group (a customer gets at most one offer of a group). Lists
+# (eligible_segments, eligible_stages) are separated by '|'; empty = all. Empty optional numbers
+# take the defaults the README names (duration: the customer's segment duration; no cap).
+OFFER_CHANNELS = ("email", "sms", "app", "call_centre", "till", "web")
+OFFERS = RawSource(
+    table="offers",
+    folder="offers",
+    key="offer_id",
+    columns=(
+        RawColumn("offer_id", "id"),
+        RawColumn("offer_name", "text", required=False),
+        RawColumn("channel", "id", allowed=OFFER_CHANNELS),
+        RawColumn("offer_group", "id", required=False),
+        RawColumn("start_date", "date", may_be_future=True),
+        RawColumn("end_date", "date", may_be_future=True),
+        RawColumn("expected_volume", "number"),
+        RawColumn("unit_margin", "number"),
+        RawColumn("duration_years", "number", required=False),
+        RawColumn("contact_cost", "number", required=False),
+        RawColumn("eligible_segments", "text", required=False),
+        RawColumn("eligible_stages", "text", required=False),
+        RawColumn("requires_consent", "boolean", required=False),
+        RawColumn("max_per_customer", "count", required=False),
+        RawColumn("cap_window_days", "count", required=False),
+        RawColumn("cooldown_after_reject_days", "count", required=False),
+        RawColumn("suppress_after_purchase_days", "count", required=False),
+        RawColumn("volume_cap", "count", required=False),
+        RawColumn("business_weight", "number", required=False),
+        RawColumn("response_window_days", "count"),
+        # A purchase "of the offer" (suppression, transaction-derived responses) is a purchase of
+        # this product; without one, any purchase.
+        RawColumn("product_id", "id", required=False),
+    ),
+)
+
+# Optional: what marketing automation returns about the offers. held_out = a control-arm customer
+# the offer was chosen for and not sent (the none rows of the export name it); complained = a
+# complaint about a contact (suppresses every offer for detractor_followup_days).
+OFFER_EVENT_TYPES = ("sent", "opened", "clicked", "rejected", "converted", "held_out", "complained")
+OFFER_ARMS = ("ranked", "random", "control")
+OFFER_EVENTS = RawSource(
+    table="offer_events",
+    folder="offer_events",
+    key="event_id",
+    columns=(
+        RawColumn("event_id", "id"),
+        RawColumn("customer_id", "id"),
+        RawColumn("offer_id", "id"),
+        RawColumn("channel", "id", required=False, allowed=OFFER_CHANNELS),
+        RawColumn("event_type", "id", allowed=OFFER_EVENT_TYPES),
+        RawColumn("event_at", "timestamp"),
+        RawColumn("arm", "id", required=False, allowed=OFFER_ARMS),
+    ),
+)
+
+RAW_SOURCES = (TRANSACTIONS, NPS_RESPONSES, CUSTOMERS, ERASURES, PRODUCTS, OFFERS, OFFER_EVENTS)
 
 SQL_TYPES: dict[Kind, str] = {
     "id": "varchar",
@@ -123,6 +184,8 @@ SQL_TYPES: dict[Kind, str] = {
     "amount": "decimal(18, 2)",
     "score": "integer",
     "rate": "decimal(9, 6)",
+    "number": "decimal(18, 4)",
+    "count": "integer",
 }
 
 
@@ -130,6 +193,8 @@ def typed_expression(column: RawColumn) -> str:
     """SQL turning the landed text ``raw_<name>`` into the typed value, or NULL when unreadable."""
     value = f"nullif(trim(raw_{column.name}), '')"
     if column.kind in ("id", "text"):
+        if column.allowed:
+            return f"lower({value})"
         return value if column.kind == "id" else f"raw_{column.name}"
     if column.kind == "date":
         return f"case when regexp_full_match({value}, '{ISO_DATE_PATTERN}') then try_cast(left({value}, 10) as date) end"
@@ -144,7 +209,9 @@ def typed_expression(column: RawColumn) -> str:
         return amount_expression(value)
     if column.kind == "rate":
         return rate_expression(value)
-    # Scores are whole numbers: '9.5' or 'nio' are unreadable, not rounded.
+    if column.kind == "number":
+        return rate_expression(value, "decimal(18, 4)")
+    # Scores and counts are whole numbers: '9.5' or 'nio' are unreadable, not rounded.
     return f"case when regexp_full_match({value}, '[+-]?\\d+') then try_cast({value} as integer) end"
 
 
@@ -186,12 +253,13 @@ _DOT_RATE = r"[+-]?(\d+(\.\d*)?|\.\d+)"
 _COMMA_RATE = r"[+-]?(\d+(,\d*)?|,\d+)"
 
 
-def rate_expression(value: str) -> str:
+def rate_expression(value: str, sql_type: str = "decimal(9, 6)") -> str:
+    """A plain decimal (rates; the offers' numbers with ``sql_type`` decimal(18, 4))."""
     return (
         "case"
-        f" when decimal_separator <> ',' and regexp_full_match({value}, '{_DOT_RATE}') then try_cast({value} as decimal(9, 6))"
+        f" when decimal_separator <> ',' and regexp_full_match({value}, '{_DOT_RATE}') then try_cast({value} as {sql_type})"
         f" when decimal_separator = ',' and regexp_full_match({value}, '{_COMMA_RATE}')"
-        f" then try_cast(replace({value}, ',', '.') as decimal(9, 6))"
+        f" then try_cast(replace({value}, ',', '.') as {sql_type})"
         " end"
     )
 
@@ -215,7 +283,8 @@ def violation_expressions(column: RawColumn, limits: DateLimits | None = None) -
         rules.append((f"{raw} is not null and {typed} is null", f"{column.name} is not an ISO date (YYYY-MM-DD)"))
         if limits is not None and column.kind == "date":
             rules.append((f"{typed} < date '{limits.earliest}'", f"{column.name} is before the business start {limits.earliest}"))
-            rules.append((f"{typed} > date '{limits.latest}'", f"{column.name} is in the future (after {limits.latest})"))
+            if not column.may_be_future:
+                rules.append((f"{typed} > date '{limits.latest}'", f"{column.name} is in the future (after {limits.latest})"))
     elif column.kind == "boolean":
         rules.append((f"{raw} is not null and {typed} is null", f"{column.name} is not true/false"))
     elif column.kind == "amount":
@@ -227,6 +296,17 @@ def violation_expressions(column: RawColumn, limits: DateLimits | None = None) -
                 f"{raw} is not null and ({typed} is null or {typed} not between {RATE_MIN} and {RATE_MAX})",
                 f"{column.name} is not a number from {RATE_MIN} to {RATE_MAX}",
             )
+        )
+    elif column.kind == "number":
+        rules.append((f"{raw} is not null and {typed} is null", f"{column.name} is not a number"))
+    elif column.kind == "count":
+        rules.append(
+            (f"{raw} is not null and ({typed} is null or {typed} < 0)", f"{column.name} is not a whole number >= 0")
+        )
+    elif column.allowed:
+        rules.append(
+            (f"{raw} is not null and {typed} not in ({', '.join(repr(v) for v in column.allowed)})",
+             f"{column.name} is not one of {', '.join(column.allowed)}")
         )
     elif column.kind == "score":
         rules.append(

@@ -193,6 +193,7 @@ def generate_sample(
     seed: int = DEFAULT_SEED,
     as_of: datetime.date = SAMPLE_AS_OF,
     years: int = 4,
+    campaigns: bool = False,
 ) -> dict:
     """Writes the landing folder and returns a summary dict: {'transactions': n_rows,
     'nps_responses': n_rows, 'customers': customers, 'as_of_date': 'YYYY-MM-DD',
@@ -203,7 +204,9 @@ def generate_sample(
     ``customers`` is the number of distinct customer ids in the transactions; every one of them
     has at least one purchase. Files of this generator's naming pattern left in the two
     sub-folders by an earlier run with other arguments are removed, so the folder holds exactly
-    one sample. The parquet file stores ``amount`` as ``decimal128(12, 2)`` and
+    one sample. With ``campaigns`` (the `loyalty sample` command's default) it also writes the
+    next-best-offer landing folders offers/ and offer_events/ (see _write_campaigns), from their
+    own random stream: every other file is byte-identical with or without them. The parquet file stores ``amount`` as ``decimal128(12, 2)`` and
     ``transaction_date`` as ``date32``.
     """
     if isinstance(as_of, datetime.datetime):
@@ -461,6 +464,8 @@ def generate_sample(
 
     _remove_stale(tx_dir, _TXN_FILE_RE, written_tx)
     _remove_stale(nps_dir, _NPS_FILE_RE, written_nps)
+    if campaigns:
+        files += _write_campaigns(out, seed, as_of, epoch0, p_cust, p_day, p_cents, customer_ids)
 
     return {
         "transactions": int(n_t),
@@ -469,6 +474,160 @@ def generate_sample(
         "as_of_date": as_of.isoformat(),
         "files": sorted(files),
     }
+
+
+# --------------------------------------------------------------------------------------------
+# next best offer: offers and a simulated campaign history with a known true response model
+# --------------------------------------------------------------------------------------------
+# The true model of every offer: a response probability without the offer (base: organic, what
+# the control arm shows) and the increment the offer adds, by the customer's state on the contact
+# day, computed from their purchases alone (campaign_states): new (first purchase < 100 days
+# ago), at risk (last purchase 120 … 364 days ago), high value (revenue in the last 365 days >=
+# 6 000). Some offers work for some customers, one does nothing (POINTS_EMAIL: a high organic
+# rate, no effect: the trap of ranking by propensity), some only for at-risk customers.
+CAMPAIGN_NIGHT_DAYS = 7  # one campaign night a week over the last year
+CAMPAIGN_NIGHTS = 52
+CAMPAIGN_CONTACT_SHARE = 0.08  # of the customers with a purchase in the last 365 days, per night
+_NEW_DAYS, _AT_RISK_FROM, _LOST_DAYS, _HIGH_VALUE = 100, 120, 365, 6000.0
+# offer_id: channel, group, eligible segments, eligible stages, volume, margin, cost, window,
+# suppress-after-purchase days, cooldown, max per customer / window, volume cap share, live,
+# and the truth: (base, effect for everyone, extra effect when new, when at risk, when high value,
+# when at risk and high value).
+NBO_OFFERS = {
+    "WELCOME_EMAIL": ("email", "welcome", "", "new", 1, 150, 1, 14, None, 30, (2, 60), None, True, (0.04, 0.00, 0.12, 0.00, 0.00, 0.00)),
+    "WINBACK_SMS": ("sms", "winback", "", "at_risk|lost", 1, 250, 2, 14, None, 30, (2, 60), None, True, (0.02, 0.00, 0.00, 0.10, 0.00, 0.00)),
+    "WINBACK_EMAIL": ("email", "winback", "", "at_risk|lost", 1, 200, 1, 14, None, 30, (2, 60), None, True, (0.02, 0.00, 0.00, 0.05, 0.00, 0.00)),
+    "VIP_APP": ("app", "vip", "super|top", "", 2, 120, 0.5, 14, 14, 30, (3, 90), None, True, (0.06, 0.02, 0.00, 0.00, 0.06, 0.00)),
+    "POINTS_EMAIL": ("email", "points", "", "", 1, 200, 1, 14, None, 30, (2, 60), None, True, (0.20, 0.00, 0.00, 0.00, 0.00, 0.00)),
+    "CROSS_SELL_APP": ("app", "cross_sell", "", "active|won_back|at_risk", 1, 180, 0.5, 14, 14, 30, (3, 90), None, True, (0.03, 0.03, 0.00, 0.00, 0.00, 0.00)),
+    "SAVE_CALL": ("call_centre", "save", "super|top|middle", "at_risk", 1, 600, 60, 21, None, 60, (1, 180), 0.01, True, (0.03, 0.02, 0.00, 0.00, 0.00, 0.25)),
+    "TILL_COUPON": ("till", "coupon", "", "", 1, 100, 0.2, 14, 7, 14, (4, 60), None, True, (0.08, 0.02, 0.00, 0.00, 0.00, 0.00)),
+    "SUMMER_SMS": ("sms", "summer", "", "", 1, 150, 2, 14, None, 30, (2, 60), None, False, (0.03, 0.05, 0.00, 0.00, 0.00, 0.00)),
+}
+OFFER_HEADER = [
+    "offer_id", "offer_name", "channel", "offer_group", "start_date", "end_date", "expected_volume", "unit_margin",
+    "duration_years", "contact_cost", "eligible_segments", "eligible_stages", "requires_consent", "max_per_customer",
+    "cap_window_days", "cooldown_after_reject_days", "suppress_after_purchase_days", "volume_cap", "business_weight",
+    "response_window_days", "product_id",
+]
+EVENT_HEADER = ["event_id", "customer_id", "offer_id", "channel", "event_type", "event_at", "arm"]
+
+
+def campaign_states(p_cust: np.ndarray, p_day: np.ndarray, p_cents: np.ndarray, customers: int, day: int) -> dict[str, np.ndarray]:
+    """Per customer (index 0 … customers-1), from their purchases up to ``day`` (day indices,
+    amounts in öre): alive (a purchase in the last 365 days), new, at_risk, high_value."""
+    seen = p_day <= day
+    last = np.full(customers, -10**9, dtype=np.int64)
+    first = np.full(customers, 10**9, dtype=np.int64)
+    np.maximum.at(last, p_cust[seen], p_day[seen])
+    np.minimum.at(first, p_cust[seen], p_day[seen])
+    recent = seen & (p_day > day - _LOST_DAYS)
+    revenue = np.bincount(p_cust[recent], weights=p_cents[recent] / 100.0, minlength=customers)
+    since = day - last
+    return {
+        "alive": since < _LOST_DAYS,
+        "new": day - first < _NEW_DAYS,
+        "at_risk": (since >= _AT_RISK_FROM) & (since < _LOST_DAYS),
+        "high_value": revenue >= _HIGH_VALUE,
+    }
+
+
+def true_response(offer_id: str, states: dict[str, np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+    """(probability of a response without the offer, increment with it) per customer."""
+    base, everyone, new, at_risk, high, at_risk_high = NBO_OFFERS[offer_id][-1]
+    effect = (
+        everyone + new * states["new"] + at_risk * states["at_risk"] + high * states["high_value"]
+        + at_risk_high * (states["at_risk"] & states["high_value"])
+    )
+    return np.full(len(effect), base), effect.astype(float)
+
+
+def _offer_rows(as_of: datetime.date, customers: int) -> list[list]:
+    rows = []
+    for number, (offer_id, spec) in enumerate(NBO_OFFERS.items(), start=1):
+        channel, group, segments, stages, volume, margin, cost, window, suppress, cooldown, cap, volume_share, live, _ = spec
+        start = as_of - datetime.timedelta(days=420)
+        end = as_of + datetime.timedelta(days=90) if live else as_of - datetime.timedelta(days=61)
+        volume_cap = max(5, int(customers * volume_share)) if volume_share else None
+        rows.append([
+            offer_id, offer_id.replace("_", " ").title(), channel, group, start.isoformat(), end.isoformat(), volume, margin,
+            None, cost, segments, stages, "true", cap[0], cap[1], cooldown, suppress, volume_cap, 1, window, f"P{number:04d}",
+        ])
+    return rows
+
+
+def _write_campaigns(out: Path, seed: int, as_of: datetime.date, epoch0: int, p_cust: np.ndarray, p_day: np.ndarray,
+                     p_cents: np.ndarray, customer_ids: pa.Array) -> list[str]:
+    """offers/offers.csv and offer_events/offer_events_<YYYY>.csv: a year of weekly campaign
+    nights in which a random share of the live customers got a random live offer (the history
+    policy is random, so the history can teach uplift), their arm by the warehouse's persistent
+    hash (control: a held_out event), and responses drawn from the true model. Its own random
+    stream: the other files do not change."""
+    from .next_best_offer.arms import arm_of  # the warehouse's own assignment
+
+    rng = np.random.default_rng([seed, 12])
+    customers = len(customer_ids)
+    last = (as_of - datetime.date(1970, 1, 1)).days - epoch0
+    offer_rows = _offer_rows(as_of, customers)
+    offer_ids = [row[0] for row in offer_rows]
+    live_offers = [o for o in offer_ids if NBO_OFFERS[o][12]]
+    ids = np.asarray(customer_ids.to_pylist(), dtype=object)
+    arms = np.asarray(arm_of(list(ids)), dtype=object)
+    events: list[tuple] = []
+    for night in range(CAMPAIGN_NIGHTS, 0, -1):
+        day = last - night * CAMPAIGN_NIGHT_DAYS
+        states = campaign_states(p_cust, p_day, p_cents, customers, day)
+        pool = np.flatnonzero(states["alive"])
+        chosen = np.sort(pool[rng.random(len(pool)) < CAMPAIGN_CONTACT_SHARE])
+        offers_of = rng.integers(0, len(live_offers), len(chosen))
+        hours = rng.integers(8, 20, len(chosen))
+        u_response, u_day, u_open, u_click, u_reject = (rng.random(len(chosen)) for _ in range(5))
+        for k, offer_id in enumerate(live_offers):
+            mine = offers_of == k
+            who = chosen[mine]
+            spec = NBO_OFFERS[offer_id]
+            channel, window = spec[0], spec[7]
+            base, effect = true_response(offer_id, {name: value[who] for name, value in states.items()})
+            control = arms[who] == "control"
+            p = np.where(control, base, base + effect)
+            responded = u_response[mine] < p
+            date = (np.datetime64("1970-01-01") + np.timedelta64(int(epoch0 + day), "D"))
+            for i, c in enumerate(who):
+                at = f"{date}T{hours[mine][i]:02d}:00:00"
+                arm = arms[c]
+                events.append((day, at, ids[c], offer_id, channel, "held_out" if arm == "control" else "sent", arm))
+                if arm != "control" and channel in ("email", "app", "sms") and u_open[mine][i] < 0.45:
+                    events.append((day, f"{date}T{hours[mine][i]:02d}:30:00", ids[c], offer_id, channel, "opened", arm))
+                    if u_click[mine][i] < 0.4:
+                        events.append((day, f"{date}T{hours[mine][i]:02d}:45:00", ids[c], offer_id, channel, "clicked", arm))
+                if responded[i]:
+                    later = int(u_day[mine][i] * window)
+                    if day + later <= last:
+                        when = np.datetime64("1970-01-01") + np.timedelta64(int(epoch0 + day + later), "D")
+                        events.append((day + later, f"{when}T21:00:00", ids[c], offer_id, channel, "converted", arm))
+                elif arm != "control" and u_reject[mine][i] < 0.05:
+                    events.append((day, f"{date}T{hours[mine][i]:02d}:50:00", ids[c], offer_id, channel, "rejected", arm))
+    events.sort(key=lambda e: (e[1], e[2], e[3], e[5]))
+    offers_dir, events_dir = out / "offers", out / "offer_events"
+    offers_dir.mkdir(parents=True, exist_ok=True)
+    events_dir.mkdir(parents=True, exist_ok=True)
+    files = []
+    _write_plain_csv(offers_dir / "offers.csv", OFFER_HEADER, offer_rows)
+    files.append("offers/offers.csv")
+    by_year: dict[str, list[list]] = {}
+    for number, (_, at, customer, offer_id, channel, kind, arm) in enumerate(events, start=1):
+        by_year.setdefault(at[:4], []).append([f"E{number:09d}", customer, offer_id, channel, kind, at, arm])
+    for year, rows in sorted(by_year.items()):
+        _write_plain_csv(events_dir / f"offer_events_{year}.csv", EVENT_HEADER, rows)
+        files.append(f"offer_events/offer_events_{year}.csv")
+    _remove_stale(events_dir, re.compile(r"^offer_events_\d{4}\.csv$"), {Path(f).name for f in files})
+    return files
+
+
+def _write_plain_csv(path: Path, header: list[str], rows: list[list]) -> None:
+    """Header, ',', '\\n', empty for None; the values here never need quoting."""
+    lines = [",".join(header)] + [",".join("" if v is None else str(v) for v in row) for row in rows]
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
 
 
 # --------------------------------------------------------------------------------------------
@@ -485,13 +644,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--as-of", type=datetime.date.fromisoformat, default=SAMPLE_AS_OF, help="YYYY-MM-DD")
     parser.add_argument("--years", type=int, default=4)
     parser.add_argument("--print-as-of", action="store_true", help="print the bundled sample's as-of date and exit")
+    parser.add_argument("--no-campaigns", action="store_true", help="leave out offers/ and offer_events/ (next best offer)")
     args = parser.parse_args(argv)
     if args.print_as_of:
         print(SAMPLE_AS_OF.isoformat())
         return 0
     if not args.out:
         parser.error("--out is required (or use --print-as-of)")
-    summary = generate_sample(args.out, customers=args.customers, seed=args.seed, as_of=args.as_of, years=args.years)
+    summary = generate_sample(
+        args.out, customers=args.customers, seed=args.seed, as_of=args.as_of, years=args.years, campaigns=not args.no_campaigns
+    )
     json.dump(summary, sys.stdout, indent=2)
     sys.stdout.write("\n")
     return 0

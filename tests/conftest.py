@@ -38,3 +38,12 @@ def settings_for(tmp_path):
         )
 
     return make
+
+
+@pytest.fixture(scope="session")
+def nbo_night(tmp_path_factory):
+    """One night of the next-best-offer decision on a small sample with planted customers
+    (tests/nbo_support.py), shared by the NBO tests and the nbo_* setting tests."""
+    from .nbo_support import build_night
+
+    return build_night(tmp_path_factory.mktemp("nbo_night"))

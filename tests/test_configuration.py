@@ -674,3 +674,100 @@ def load_config_text(folder: Path, settings: dict) -> LoyaltyConfig:
     file = folder / "settings.yml"
     file.write_text(yaml.safe_dump(settings))
     return load_config(file)
+
+
+# ------------------------------------------------------------------ next best offer settings
+# On the shared NBO night (tests/nbo_support.py: the sample with its campaign history and planted
+# customers): the NBO step runs again on a copy of the warehouse with one setting changed.
+def _nbo(night, sql):
+    return night.sql(sql)
+
+
+def _arm_shares(night) -> dict:
+    return dict(_nbo(night, "select arm, count(distinct customer_id) / (select count(distinct customer_id) from marts.next_best_offers)"
+                            " from marts.next_best_offers group by 1"))
+
+
+def test_nbo_contact_policy_caps_the_channels(nbo_night, tmp_path):
+    """dbt applies the policy: the rules model rebuilt with a policy without an email cap lets the
+    planted email contact through (and nobody is channel-capped)."""
+    import shutil
+    import subprocess
+
+    from dagster_project.dbt_project import constant_dbt_vars, dbt_executable
+
+    sql = "select drop_rule from marts.nbo_candidates where customer_id = 'Z_CHANNELCAP' and offer_id = 'POINTS_EMAIL'"
+    assert nbo_night.sql(sql) == [("channel_cap",)]
+    copy = tmp_path / "w.duckdb"
+    shutil.copyfile(nbo_night.warehouse, copy)
+    config = dataclasses.replace(nbo_night.config, warehouse=str(copy), nbo_contact_policy={"sms": {"max": 1, "days": 7}})
+    done = subprocess.run(
+        [str(dbt_executable()), "run", "--select", "nbo_candidate_rules", "--vars", json.dumps(constant_dbt_vars(config)),
+         "--project-dir", str(DBT_PROJECT_DIR), "--profiles-dir", str(DBT_PROJECT_DIR), "--target-path", str(tmp_path / "target")],
+        env={**__import__("os").environ, **dbt_environment(config)}, capture_output=True, text=True,
+    )
+    assert done.returncode == 0, done.stdout[-2000:]
+    rules = "select drop_rule from marts.nbo_candidate_rules where customer_id = 'Z_CHANNELCAP' and offer_id = 'POINTS_EMAIL'"
+    assert query(copy, rules) == [(None,)]
+    assert query(copy, "select count(*) from marts.nbo_candidate_rules where drop_rule = 'channel_cap'") == [(0,)]
+    assert nbo_night.sql("select count(*) from marts.nbo_candidate_rules where drop_rule = 'channel_cap'")[0][0] > 0
+
+
+def test_nbo_control_share_and_random_share_size_the_arms(nbo_night, tmp_path):
+    base = _arm_shares(nbo_night)
+    variant = _arm_shares(nbo_night.variant(tmp_path, nbo_control_share=0.3, nbo_random_share=0.2))
+    assert abs(base["control"] - 0.10) < 0.03 and abs(base["random"] - 0.05) < 0.02
+    assert abs(variant["control"] - 0.3) < 0.04 and abs(variant["random"] - 0.2) < 0.04
+
+
+def test_nbo_arm_salt_reassigns_the_arms(nbo_night, tmp_path):
+    arms = dict(_nbo(nbo_night, "select distinct customer_id, arm from marts.next_best_offers"))
+    other = dict(_nbo(nbo_night.variant(tmp_path, nbo_arm_salt="another-salt"), "select distinct customer_id, arm from marts.next_best_offers"))
+    changed = sum(arms[c] != other[c] for c in arms)
+    assert 0.05 * len(arms) < changed < 0.5 * len(arms)
+
+
+def test_nbo_prior_scale_scales_the_prior_tier(nbo_night, tmp_path):
+    sql = "select customer_id, propensity from marts.nbo_candidates where propensity_tier = 'prior' and offer_id = 'SUMMER_SMS' order by 1"
+    base = dict(_nbo(nbo_night, sql))
+    doubled = dict(_nbo(nbo_night.variant(tmp_path, nbo_prior_scale=2 * nbo_night.config.nbo_prior_scale), sql))
+    assert base and all(doubled[c] == pytest.approx(2 * p) for c, p in base.items())
+
+
+def test_nbo_smoothing_strength_pulls_the_cells_toward_the_prior(nbo_night, tmp_path):
+    sql = ("select c.response_cell, avg(c.propensity) from marts.nbo_candidates c where offer_id = 'WINBACK_SMS'"
+           " and propensity_tier = 'smoothed' group by 1 order by 1")
+    strong = nbo_night.variant(tmp_path, nbo_smoothing_strength=10_000.0)
+    prior = dict(_nbo(strong, "select response_cell, avg(propensity) from marts.nbo_candidates where offer_id = 'SUMMER_SMS' group by 1"))
+    base, pulled = dict(_nbo(nbo_night, sql)), dict(_nbo(strong, sql))
+    summer = nbo_night.sql("select response_window_days from raw.offers where offer_id = 'SUMMER_SMS'")[0][0]
+    winback = nbo_night.sql("select response_window_days from raw.offers where offer_id = 'WINBACK_SMS'")[0][0]
+    assert summer == winback  # same window: the same prior
+    assert sum(abs(pulled[c] - prior[c]) for c in pulled) < 0.2 * sum(abs(base[c] - prior[c]) for c in base)
+
+
+def test_nbo_min_positive_responses_and_holdout_share_decide_the_model_tier(nbo_night, tmp_path):
+    sql = "select offer_id, propensity_tier, model_auc from marts.nbo_performance where arm = 'treated' order by 1"
+    base = _nbo(nbo_night, sql)
+    assert all(auc is None for _, _, auc in base)  # 1 500 customers: no offer has 200 positive responses
+    low = _nbo(nbo_night.variant(tmp_path / "low", nbo_min_positive_responses=20), sql)
+    assert any(auc is not None for _, _, auc in low)
+    other_split = _nbo(nbo_night.variant(tmp_path / "split", nbo_min_positive_responses=20, nbo_holdout_share=0.5), sql)
+    assert [a for _, _, a in other_split] != [a for _, _, a in low]
+
+
+def test_nbo_min_control_contacts_switches_the_ranking(nbo_night, tmp_path):
+    sql = "select distinct offer_id, ranking from marts.nbo_candidates order by 1"
+    assert {r for _, r in _nbo(nbo_night, sql)} == {"uplift", "propensity"}  # SUMMER_SMS has no history
+    strict = _nbo(nbo_night.variant(tmp_path, nbo_min_control_contacts=10**6), sql)
+    assert {r for _, r in strict} == {"propensity"}
+
+
+def test_nbo_top_k_and_seed(nbo_night, tmp_path):
+    per_customer = "select max(n) from (select customer_id, count(*) n from marts.next_best_offers group by 1)"
+    assert _nbo(nbo_night, per_customer)[0][0] > 1  # default: the best of each channel
+    assert _nbo(nbo_night.variant(tmp_path / "k", nbo_top_k=1), per_customer) == [(1,)]
+    random_rows = "select customer_id, offer_id from marts.next_best_offers where arm = 'random' order by 1"
+    base = _nbo(nbo_night, random_rows)
+    reseeded = _nbo(nbo_night.variant(tmp_path / "seed", nbo_seed=nbo_night.config.nbo_seed + 1), random_rows)
+    assert base != reseeded and [c for c, _ in base] == [c for c, _ in reseeded]

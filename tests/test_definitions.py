@@ -18,6 +18,17 @@ EXPECTED_ASSET_KEYS = {
     "raw/customers",
     "raw/erasures",
     "raw/products",
+    "raw/offers",
+    "raw/offer_events",
+    "staging/stg_raw__offers",
+    "staging/stg_raw__offer_events",
+    "marts/nbo_candidate_rules",
+    "marts/nbo_offer_contacts",
+    "marts/nbo_customer_features",
+    "marts/nbo_candidates",
+    "marts/next_best_offers",
+    "marts/nbo_performance",
+    "marts/next_best_offer_summary",
     "staging/stg_raw__customers",
     "staging/stg_raw__transactions",
     "staging/stg_raw__nps_responses",
@@ -46,6 +57,7 @@ EXPECTED_ASSET_KEYS = {
     "marts/clv_model_parameters",
     "marts/clv_calibration",
     "exports/segment_flags",
+    "exports/next_best_offers",
     "published/warehouse",
     "published/kpi_report",
 }
@@ -62,6 +74,8 @@ def test_asset_keys_snapshot():
 
 # Python-written marts sit with the step that writes them.
 PYTHON_MARTS = {"marts/customer_clv_predictions", "marts/clv_model_parameters", "marts/clv_calibration"}
+NBO_MARTS = {"marts/nbo_candidates", "marts/next_best_offers", "marts/nbo_performance", "marts/next_best_offer_summary",
+             "marts/nbo_candidate_rules", "marts/nbo_offer_contacts", "marts/nbo_customer_features"}
 
 
 def test_dbt_models_sit_in_the_group_of_their_layer():
@@ -69,9 +83,9 @@ def test_dbt_models_sit_in_the_group_of_their_layer():
     groups = {key.to_user_string(): graph.get(key).group_name for key in graph.get_all_asset_keys()}
     for key, group in groups.items():
         layer = key.split("/")[0]
-        expected = "predictive_clv" if key in PYTHON_MARTS else {"raw": "ingest", "exports": "export", "published": "publish"}.get(layer, layer)
+        expected = "predictive_clv" if key in PYTHON_MARTS else "next_best_offer" if key in NBO_MARTS else {"raw": "ingest", "exports": "export", "published": "publish"}.get(layer, layer)
         assert group == expected, key
-    assert {groups[key] for key in groups if key.split("/")[0] in ("staging", "intermediate", "marts") and key not in PYTHON_MARTS} == {
+    assert {groups[key] for key in groups if key.split("/")[0] in ("staging", "intermediate", "marts") and key not in PYTHON_MARTS | NBO_MARTS} == {
         "staging", "intermediate", "marts"
     }
 

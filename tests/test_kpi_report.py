@@ -140,9 +140,12 @@ def test_an_optional_mart_gets_its_section_when_it_exists(published, tmp_path):
     copy = tmp_path / "warehouse.duckdb"
     copy.write_bytes((published / "warehouse.duckdb").read_bytes())
     with duckdb.connect(str(copy)) as con:
-        con.execute("create table marts.next_best_offer_summary as select 'welcome_back' as offer, 1300.25 as expected_value")
+        # The sample has no offers: the mart is there but holds no slice (and the report no section).
+        assert con.execute("select count(*) from marts.next_best_offer_summary").fetchone()[0] == 0
+        con.execute("insert into marts.next_best_offer_summary values (?, 'ranked', 40, 52, 1300.25, 120, 0.125, 0.5),"
+                    " (?, 'total', 50, 52, 1300.25, 150, 0.11, 0.45)", [AS_OF, AS_OF])
     html = render_report(load_report_data(copy, AS_OF), LoyaltyConfig())
-    assert 'id="section-next_best_offer_summary"' in html and "welcome_back" in html and "1\u00a0300.25" in html
+    assert 'id="section-next_best_offer_summary"' in html and "ranked offer" in html and "1\u00a0300\u00a0SEK" in html
 
 
 def test_loyalty_report_html_writes_one_from_the_published_copy(published, tmp_path, capsys):

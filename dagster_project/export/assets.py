@@ -9,6 +9,8 @@ from ..partitions import run_as_of_dates
 from ..predictive_clv.assets import PREDICTIONS_KEY
 from ..resources import LoyaltySettings
 from .files import ExportError, FileFamily, MartIsNewer, export_family
+from ..next_best_offer.assets import OFFERS_KEY
+from .next_best_offers import NEXT_BEST_OFFERS_FILES
 from .segment_flags import SEGMENT_FLAGS
 
 ERASURES_KEY = dg.AssetKey(["raw", "erasures"])
@@ -95,11 +97,17 @@ def dbt_check_keys(dbt_assets: dg.AssetsDefinition, family: FileFamily) -> list[
 def build_export_assets(
     partitions_def: dg.PartitionsDefinition, backfill_policy: dg.BackfillPolicy, dbt_assets: dg.AssetsDefinition
 ) -> list[dg.AssetsDefinition]:
-    """The segment-flag export (after its mart's dbt tests, the erasure step and the predictions)."""
+    """The segment-flag export (after its mart's dbt tests, the erasure step and the predictions) and
+    the next-best-offer export (after the decision's invariant check)."""
     return [
         build_export_asset(
             SEGMENT_FLAGS, partitions_def, backfill_policy, dbt_check_keys(dbt_assets, SEGMENT_FLAGS), [PREDICTIONS_KEY],
             "Per-customer segment flags for marketing automation: segment_flags_<as_of>.csv/.parquet, "
             "a _delta.csv against the previous export and a manifest, written atomically into export_dir.",
-        )
+        ),
+        build_export_asset(
+            NEXT_BEST_OFFERS_FILES, partitions_def, backfill_policy, [dg.AssetCheckKey(OFFERS_KEY, "nbo_invariants")], [],
+            "The next best offers per customer (slot 1 …; control and no-offer customers get a `none` row): "
+            "next_best_offers_<as_of>.csv/.parquet, a _delta.csv and a manifest, written atomically into export_dir.",
+        ),
     ]

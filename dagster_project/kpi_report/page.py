@@ -276,7 +276,32 @@ def lifecycle_tables(data: ReportData, config: LoyaltyConfig) -> tuple[str, str]
 
 
 # Optional marts with a section of their own (charts and a formatted table); the others get a plain table.
-OWN_SECTIONS = ("clv_calibration",)
+OWN_SECTIONS = ("clv_calibration", "next_best_offer_summary")
+
+ARM_LABELS = {"ranked": "ranked offer", "random": "random eligible offer", "control": "control group (no offer)", "total": "all customers"}
+
+
+def next_best_offer_section(data: ReportData, config: LoyaltyConfig) -> dict[str, Any] | None:
+    """Tonight's decision per arm (customers, offers assigned, their expected value) and what the
+    closed contacts so far show (response rate, lift against the control arm); None without the mart."""
+    frame = data.optional.get("next_best_offer_summary")
+    if frame is None or frame.empty:
+        return None
+    rows = frame.set_index("arm")
+    order = [arm for arm in ("ranked", "random", "control", "total") if arm in rows.index]
+    table = pd.DataFrame([{
+        "arm": ARM_LABELS[arm],
+        "customers": style.integer(rows.at[arm, "customers"]),
+        "offers": style.integer(rows.at[arm, "offers_assigned"]),
+        "value": style.money(rows.at[arm, "expected_value"], config.currency),
+        "contacts": style.integer(rows.at[arm, "contacts"]),
+        "rate": style.percent(rows.at[arm, "response_rate"]),
+        "lift": style.percent(rows.at[arm, "lift"]),
+    } for arm in order])
+    return {"table": _table(table, "next-best-offer-table", {
+        "arm": "arm", "customers": "customers", "offers": "offers assigned tonight", "value": "their expected value",
+        "contacts": "contacts so far (closed windows)", "rate": "response rate", "lift": "lift against control",
+    }, bold_last=order[-1] == "total")}
 
 
 def calibration_section(data: ReportData, config: LoyaltyConfig) -> dict[str, Any] | None:
@@ -395,6 +420,7 @@ def render_report(data: ReportData, config: LoyaltyConfig, generated_at: dt.date
         "lifecycle": lifecycle,
         "optional_sections": optional_tables(data),
         "calibration": calibration_section(data, config),
+        "next_best_offer": next_best_offer_section(data, config),
         "concentration": (style.percent(point[0]), style.percent(point[1])) if point else None,
         "legend": [(labels[s], style.SEGMENT_COLOURS[s]) for s in SEGMENTS],
         "flow_legend": [(style.FLOW_LABELS[f], style.SEGMENT_COLOURS[f]) for f in ("new", "recovered", "lost")],

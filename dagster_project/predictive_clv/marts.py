@@ -149,6 +149,6 @@ def ensure_table(con: duckdb.DuckDBPyConnection, table: MartTable) -> None:
     declared = [(column.name, column.type) for column in table.columns]
     if [(name, kind.upper()) for name, kind in found] != declared:
         raise ContractError(
-            f"{table.qualified} does not match its contract (dagster_project/predictive_clv/marts.py): "
+            f"{table.qualified} does not match its contract (the MartTable that declares it): "
             f"found {found}, declared {declared}; drop the table to rebuild it"
         )

@@ -1,0 +1,91 @@
+"""One night of the decision: read what dbt and the predictive step wrote, score, rank, write."""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+import time
+from typing import Callable
+
+import duckdb
+import pandas as pd
+
+from ..config import LoyaltyConfig
+from ..warehouse import connect
+from . import decision, marts, performance, propensity
+from .arms import arm_of
+
+PREDICTIONS = "marts.customer_clv_predictions"
+
+
+@dataclasses.dataclass(frozen=True)
+class Outcome:
+    as_of: str
+    candidates: int
+    offers: int
+    tiers: dict[str, dict[str, str]]
+    seconds: float
+
+
+def _exists(con: duckdb.DuckDBPyConnection, schema: str, name: str) -> bool:
+    return bool(con.execute(
+        "select count(*) from information_schema.tables where table_schema = ? and table_name = ?", [schema, name]
+    ).fetchone()[0])
+
+
+def read_inputs(con: duckdb.DuckDBPyConnection, as_of: dt.date) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
+    """(offers, customers with their features and purchase predictions, contacts)."""
+    offers = con.execute("select offer_id, response_window_days from staging.stg_raw__offers order by offer_id").df()
+    predictions = (
+        f"left join {PREDICTIONS} as p on p.customer_id = f.customer_id and p.as_of_date = f.as_of_date"
+        if _exists(con, "marts", "customer_clv_predictions") else
+        "left join (select null::varchar as customer_id, null::double as p_alive, null::double as expected_purchases_next_period) as p"
+        " on p.customer_id = f.customer_id"
+    )
+    customers = con.execute(
+        f"select f.*, p.p_alive, p.expected_purchases_next_period from marts.nbo_customer_features as f {predictions}"
+        " order by f.customer_id"
+    ).df()
+    contacts = con.execute("select * from marts.nbo_offer_contacts order by event_id").df()
+    return offers, customers, contacts
+
+
+def run(config: LoyaltyConfig, as_of: dt.date, log: Callable[[str], None] = print) -> Outcome:
+    started = time.perf_counter()
+    with connect(config.warehouse_path, config=config) as con:
+        con.execute("set enable_progress_bar = false")
+        held = con.execute("select max(as_of_date) from marts.nbo_candidate_rules").fetchone()[0]
+        if held is not None and held != as_of:
+            log(f"next best offer: the rules hold {held}, not {as_of} (a backfill of an older date): nothing decided")
+            return Outcome(as_of.isoformat(), 0, 0, {}, time.perf_counter() - started)
+        offers, customers, contacts = read_inputs(con, as_of)
+        scores, models = propensity.score_offers(offers, customers, contacts, config)
+        arms = pd.DataFrame({"customer_id": customers["customer_id"], "arm": arm_of(customers["customer_id"], config)})
+        con.execute("begin transaction")
+        try:
+            for table in marts.MART_TABLES:
+                marts.ensure_table(con, table)
+            decision.write_customer_marts(con, config, as_of, scores, arms)
+            chosen = con.execute(f"select * from {marts.NEXT_BEST_OFFERS.qualified} order by customer_id, slot").df()
+            assigned = con.execute(
+                f"select offer_id, arm, count(*) as customers from {marts.NBO_CANDIDATES.qualified}"
+                " where is_selected or drop_rule = 'control_group' group by all order by all"
+            ).df()
+            perf = performance.performance_frame(as_of, contacts, models, assigned)
+            # No offers delivered: no slice (the report shows the section only when there is one).
+            summary = performance.summary_frame(as_of, chosen, contacts) if len(offers) else pd.DataFrame(columns=marts.NEXT_BEST_OFFER_SUMMARY.column_names)
+            for table, frame in ((marts.NBO_PERFORMANCE, perf), (marts.NEXT_BEST_OFFER_SUMMARY, summary)):
+                con.execute(f"delete from {table.qualified} where as_of_date = ?", [as_of])
+                con.register("frame", frame)
+                con.execute(f"insert into {table.qualified} select {', '.join(table.column_names)} from frame order by all")
+                con.unregister("frame")
+            candidates = con.execute(f"select count(*) from {marts.NBO_CANDIDATES.qualified}").fetchone()[0]
+            con.execute("commit")
+        except BaseException:
+            con.execute("rollback")
+            raise
+    tiers = {m.offer_id: {"tier": m.tier, "ranking": m.ranking} for m in models}
+    seconds = time.perf_counter() - started
+    log(f"next best offer: {len(offers)} offers, {candidates} candidates, {len(chosen)} rows for {chosen['customer_id'].nunique()} customers"
+        f" in {seconds:.1f} s; tiers {tiers}")
+    return Outcome(as_of.isoformat(), int(candidates), len(chosen), tiers, seconds)
