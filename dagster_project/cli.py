@@ -263,6 +263,9 @@ def main(argv: list[str] | None = None) -> int:
     warnings.filterwarnings("ignore", message=".*is currently in beta.*")
     # Partitioned asset checks are a Dagster preview feature we rely on knowingly (README).
     warnings.filterwarnings("ignore", message="Specifying a partitions_def on an AssetCheckSpec")
+    # Printed when Great Expectations imports pyspark (the spark extra); the DuckDB engine does not
+    # use PySpark, and the Spark engine runs it in dbt's own process.
+    warnings.filterwarnings("ignore", message="PySpark does not yet fully support pandas")
     config: LoyaltyConfig | None = None
     handler = None
     try:

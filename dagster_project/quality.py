@@ -153,7 +153,21 @@ def suite_columns(data: Mapping[str, Any]) -> list[str] | None:
     return columns
 
 
+def keep_pyspark_from_exiting() -> None:
+    """Great Expectations imports pyspark.sql.connect when pyspark is installed (the spark extra).
+    That module takes a __main__ without __spec__ and __file__ (``python -c``, a pytest-xdist
+    worker, some embedding schedulers) for a doctest run and calls sys.exit(0) when its optional
+    gRPC packages are absent: the run would end at its first check with exit code 0. Giving such a
+    __main__ a __file__ is the one thing that check looks at; nothing else reads it."""
+    import __main__
+    import sys
+
+    if getattr(__main__, "__spec__", None) is None and not hasattr(__main__, "__file__") and not hasattr(sys, "ps1"):
+        __main__.__file__ = sys.argv[0] or "<loyalty>"
+
+
 def load_suite_from_dict(data: Mapping[str, Any]):
+    keep_pyspark_from_exiting()
     from great_expectations.core.expectation_suite import ExpectationSuite
 
     return ExpectationSuite(
@@ -173,6 +187,7 @@ class _Gx:
 
 @functools.cache
 def _gx() -> _Gx:
+    keep_pyspark_from_exiting()
     import great_expectations as gx
     from great_expectations.data_context.types.base import ProgressBarsConfig
 

@@ -1,17 +1,8 @@
-import __main__
 import datetime as dt
 import os
-import sys
 from pathlib import Path
 
 import pytest
-
-# A pytest-xdist worker's __main__ is execnet's bootstrap: no __spec__, no __file__. pyspark's
-# connect module (imported by Great Expectations once pyspark is installed) takes such a __main__
-# for a doctest run and calls sys.exit(0) when its optional gRPC packages are absent, which kills
-# the worker's first GX import. A real `loyalty` or `pytest` process always has a __file__.
-if getattr(__main__, "__spec__", None) is None and not hasattr(__main__, "__file__"):
-    __main__.__file__ = sys.argv[0] or "pytest-xdist-worker"
 
 from dagster_project.dbt_project import DBT_PROJECT_DIR, prepare_manifest
 

@@ -396,3 +396,14 @@ def test_first_failure_still_reports_ordinary_step_failures(tmp_path):
     message = first_failure(result)
     assert message.startswith("raw__transactions: ") and "not_a_folder" in message
     assert not any(step in message for step in CHECK_STEPS)
+
+
+def test_great_expectations_loads_where_main_has_no_file():
+    """With pyspark installed, GX's import of pyspark.sql.connect ended a `python -c` process (or a
+    pytest-xdist worker) at its first check with exit code 0 (quality.keep_pyspark_from_exiting)."""
+    import subprocess
+    import sys
+
+    code = "from dagster_project import quality; quality._gx(); print('validated with GX')"
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0 and done.stdout.strip() == "validated with GX", done.stderr[-2000:]
