@@ -5,10 +5,10 @@
 {% macro nbo_purchase_features(key, purchases) -%}
     select
         {{ key }},
-        {{ dbt.datediff('max(transaction_date)', 'max(reference_date)', 'day') }} as recency_days,
-        {{ dbt.datediff('min(transaction_date)', 'max(reference_date)', 'day') }} as tenure_days,
-        count(*) filter (where {{ dbt.datediff('transaction_date', 'reference_date', 'day') }} < {{ var('lost_after_days') }}) as purchases_365d,
-        coalesce(sum(amount) filter (where {{ dbt.datediff('transaction_date', 'reference_date', 'day') }} < {{ var('lost_after_days') }}), 0) as revenue_365d
+        {{ days_between('max(transaction_date)', 'max(reference_date)') }} as recency_days,
+        {{ days_between('min(transaction_date)', 'max(reference_date)') }} as tenure_days,
+        count(*) filter (where {{ days_between('transaction_date', 'reference_date') }} < {{ var('lost_after_days') }}) as purchases_365d,
+        coalesce(sum(amount) filter (where {{ days_between('transaction_date', 'reference_date') }} < {{ var('lost_after_days') }}), 0) as revenue_365d
     from {{ purchases }}
     group by {{ key }}
 {%- endmacro %}
@@ -29,8 +29,8 @@
 {#- The feature columns of a contact or a customer from the aggregates above (relation `features`)
     and the vip revenue threshold: recency_days … activity_state, the same in both models. -#}
 {% macro nbo_feature_columns(features, vip_threshold) -%}
-        {{ features }}.recency_days,
-        {{ features }}.tenure_days,
+        cast({{ features }}.recency_days as bigint) as recency_days,
+        cast({{ features }}.tenure_days as bigint) as tenure_days,
         coalesce({{ features }}.purchases_365d, 0) as purchases_365d,
         cast(coalesce({{ features }}.revenue_365d, 0) as double) as revenue_365d,
         case when coalesce({{ features }}.revenue_365d, 0) >= {{ vip_threshold }} then 'vip' else 'other' end as value_band,

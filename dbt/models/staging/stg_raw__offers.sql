@@ -19,12 +19,8 @@ final as (
         cast(unit_margin as double) as unit_margin,
         cast(duration_years as double) as duration_years,
         cast(coalesce(contact_cost, 0) as double) as contact_cost,
-        list_filter(
-            list_transform(string_split(coalesce(eligible_segments, ''), '|'), lambda s: lower(trim(s))), lambda s: s <> ''
-        ) as eligible_segments,
-        list_filter(
-            list_transform(string_split(coalesce(eligible_stages, ''), '|'), lambda s: lower(trim(s))), lambda s: s <> ''
-        ) as eligible_stages,
+        {{ split_lower_list('eligible_segments') }} as eligible_segments,
+        {{ split_lower_list('eligible_stages') }} as eligible_stages,
         coalesce(requires_consent, true) as requires_consent,
         max_per_customer,
         cap_window_days,

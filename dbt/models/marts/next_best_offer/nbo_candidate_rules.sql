@@ -55,7 +55,7 @@ channel_policy as (
     {%- if not loop.last %} union all{% endif %}
     {%- endfor %}
     {%- if not policy %}
-    select cast(null as varchar) as channel, cast(null as integer) as max_contacts, cast(null as integer) as window_days
+    select {{ dbt.cast('null', 'varchar') }} as channel, cast(null as integer) as max_contacts, cast(null as integer) as window_days
     where false
     {%- endif %}
 ),
@@ -67,7 +67,7 @@ shortest_duration as (
 days_ago as (
     select
         events.*,
-        {{ dbt.datediff('events.event_date', as_of_date(), 'day') }} as days_since
+        {{ days_between('events.event_date', as_of_date()) }} as days_since
     from events
 ),
 
@@ -158,12 +158,12 @@ ruled as (
         case
             when {{ as_of_date() }} not between start_date and end_date then 'not_live'
             when requires_consent and has_marketing_consent = false then 'no_consent'
-            when len(eligible_segments) > 0 and not coalesce(list_contains(eligible_segments, value_segment), false)
+            when {{ list_size('eligible_segments') }} > 0 and not coalesce({{ list_has('eligible_segments', 'value_segment') }}, false)
                 then 'not_eligible_segment'
-            when len(eligible_stages) > 0 and not coalesce(list_contains(eligible_stages, lifecycle_stage), false)
+            when {{ list_size('eligible_stages') }} > 0 and not coalesce({{ list_has('eligible_stages', 'lifecycle_stage') }}, false)
                 then 'not_eligible_stage'
             when suppress_after_purchase_days is not null
-                and {{ dbt.datediff('last_offer_purchase_date', as_of_date(), 'day') }} < suppress_after_purchase_days
+                and {{ days_between('last_offer_purchase_date', as_of_date()) }} < suppress_after_purchase_days
                 then 'recent_purchase'
             when is_detractor_followup then 'detractor'
             when has_recent_complaint then 'complaint'
@@ -191,7 +191,7 @@ final as (
         value_duration_years as duration_years,
         business_weight,
         volume_cap,
-        least(cast({{ as_of_date() }} + 1 as date), end_date) as valid_until,
+        least({{ date_plus('day', 1, as_of_date()) }}, end_date) as valid_until,
         drop_rule
     from ruled
 )

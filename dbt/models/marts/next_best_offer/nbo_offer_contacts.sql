@@ -33,7 +33,7 @@ contacts as (
         events.arm,
         events.event_at as contacted_at,
         events.event_date as contact_date,
-        cast(events.event_date + offers.response_window_days - 1 as date) as window_last_date
+        {{ date_plus('day', 'offers.response_window_days - 1', 'events.event_date') }} as window_last_date
     from events
     inner join offers on events.offer_id = offers.offer_id
     where events.event_type in ('sent', 'held_out')
