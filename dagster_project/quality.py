@@ -200,9 +200,9 @@ def _gx() -> _Gx:
 
 
 def _validation_definition(suite_data: Mapping[str, Any]):
+    state = _gx()  # first: it imports Great Expectations safely (keep_pyspark_from_exiting)
     import great_expectations as gx
 
-    state = _gx()
     name = suite_data["name"]
     text = json.dumps(suite_data, sort_keys=True, default=str)
     cached = state.validations.get(name)
