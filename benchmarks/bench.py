@@ -368,11 +368,17 @@ def dbt_records(project: Project, run_id: str | None) -> dict:
             last = ts
             if info.get("name") == "UnableToPartialParse":
                 reparse.append(info.get("msg"))
+            if info.get("name") == "SQLQueryStatus" and "first_query_s" not in out:
+                # the first query opens the connection: on a local Spark session, the JVM starts
+                took = re.search(r"in ([0-9.]+) seconds", info.get("msg") or "")
+                if took:
+                    out["first_query_s"] = float(took.group(1))
             if info.get("name") in ("FoundStats",):
                 parsed = ts
-            found = re.match(r"Concurrency: (\d+) threads", info.get("msg") or "")
+            found = re.match(r"Concurrency: (\d+) threads(?: \(target='([^']+)'\))?", info.get("msg") or "")
             if found:
                 out["threads"] = int(found.group(1))
+                out["target_name"] = found.group(2) or ""
             if first_node is None and info.get("name") in ("LogStartLine", "NodeStart", "LogTestResult", "LogModelResult"):
                 first_node = ts
         out["log_start"] = first
@@ -459,14 +465,16 @@ def pipeline_stages(m: Measurement, project: Project) -> dict:
     previous = boundary or 0.0
     for step, span in ordered:
         if step == dbt_step:
-            if span["first"] > previous:
+            # engine spark: the mirror starts when the Parquet folder appears (the step logs only its end)
+            mirror_start = m.marks.get("spark_mirror_started")
+            if spark_mirrored is not None and mirror_start is not None and previous <= mirror_start <= spark_mirrored:
+                stages.append(("ingest: other sources (nps, customers, erasures) + step hand-over", mirror_start - previous))
+                stages.append(("spark: Parquet mirror of the raw tables (DuckDB → one part per landed file) + run dates",
+                               spark_mirrored - mirror_start))
+            elif span["first"] > previous:
                 stages.append(("ingest: other sources (nps, customers, erasures) + step hand-over", span["first"] - previous))
             if dbt_running is not None:
-                set_up_from = span["first"]
-                if spark_mirrored is not None:
-                    stages.append(("spark: Parquet mirror of the raw tables (DuckDB → one part per landed file) + run dates",
-                                   spark_mirrored - span["first"]))
-                    set_up_from = spark_mirrored
+                set_up_from = max(span["first"], spark_mirrored or 0.0)
                 stages.append(("dbt step: dagster-dbt set-up (manifest, target dir)", dbt_running - set_up_from))
                 if dbt_finished is None and m.killed:
                     span = {**span, "last": dbt_running}  # the rest is reported as unfinished below
@@ -585,8 +593,11 @@ def run_pandas(raw: Path, as_of: dt.date, out: Path, python: Path, timeout: floa
 def run_pipeline(project: Project, raw: Path, as_of: dt.date, warehouse: Path, timeout: float | None,
                  echo: bool, config: Path | None = None, name: str = "pipeline") -> tuple[Measurement, dict | None, dict]:
     cmd, env = project.run_command(as_of, raw, warehouse, config)
-    m = measure(name, cmd, cwd=project.root, env=env, timeout=timeout,
-                watch_files=None if warehouse.exists() else {"warehouse_created": warehouse},
+    watch = {} if warehouse.exists() else {"warehouse_created": warehouse}
+    spark_raw = warehouse.with_name(warehouse.stem + ".spark") / "raw"  # config.spark_path's default
+    if config is not None and not spark_raw.exists():
+        watch["spark_mirror_started"] = spark_raw
+    m = measure(name, cmd, cwd=project.root, env=env, timeout=timeout, watch_files=watch or None,
                 watch_open={"landing_opened": raw}, echo=echo)
     stages = pipeline_stages(m, project)
     if m.ok:
@@ -648,6 +659,7 @@ def run_size(
         warehouse = folder / f"warehouse_{attempt}.duckdb"
         for stale in (warehouse, warehouse.with_suffix(".duckdb.wal")):
             stale.unlink(missing_ok=True)
+        shutil.rmtree(warehouse.with_name(warehouse.stem + ".spark"), ignore_errors=True)
         log(f"{label}: pipeline run {attempt + 1}/{repeat} (engine {engine}) …")
         m, fig, st = run_pipeline(project, landing, as_of, warehouse, pipeline_timeout, echo, engine_config)
         m.extra["engine"] = engine
@@ -1089,6 +1101,9 @@ def _stage_table(stages: dict, m: Measurement) -> str:
         out.append(f"Inside `dbt build` ({dbt.get('threads', '?')} dbt threads): {elapsed}; project parse "
                    f"{dbt.get('parse_s') if dbt.get('parse_s') is not None else '?'} s"
                    + (f" (full re-parse: {dbt['full_reparse_reasons'][0]})" if dbt.get("full_reparse_reasons") else "")
+                   + (f"; the first query (it opens the connection: on a local Spark session the JVM and the "
+                      f"SparkSession start) {dbt['first_query_s']:.1f} s" if dbt.get("first_query_s") is not None
+                      and dbt.get("target_name", "").startswith("spark") else "")
                    + "; node time by kind (summed over threads): "
                    + ", ".join(f"{k} {s:.1f} s" for k, s in sorted(kinds.items(), key=lambda kv: -kv[1]))
                    + ". Slowest nodes: "
