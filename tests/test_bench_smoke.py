@@ -83,7 +83,7 @@ def test_engine_option_without_running_spark(tmp_path):
     info = {"cores": 2, "cpu": "", "memory_gb": 23.5, "kernel": "", "load_average": (1, 1, 1),
             "versions": {"python": "3.11"}, "engine_settings": settings}
     report = bench.render_report({1_000_000: result}, info, project, 0.0, ["--engine", "spark"], total_s=1.0)
-    assert "| 300.0 | 300.0 | 0.00 | 30.0 | 30.0 | 0.00 | 1.5 | 4.0 | 10.0 (CPU 10.0) | 200 |" in report
+    assert "| 300.0 | 300.0 | — | 0.00 | 30.0 | 30.0 | 0.00 | 1.5 | 4.0 | 10.0 (CPU 10.0) | 200 |" in report
     assert "Targets" not in report and report.startswith("## Benchmarks: the pipeline with engine: spark")
 
     out = tmp_path / "BENCHMARKS.md"
