@@ -992,8 +992,9 @@ def render_report(results: dict[int, SizeResult], info: dict, project: Project, 
         "including interpreter start. With repeats, the best wall time is shown and every run in brackets.")
     add("")
     if other:
+        more = [f"`{k}: {v}`" for k, v in info.get("engine_settings", {}).items() if k != "engine"]
         add(f"Engine: the pipeline (`loyalty run`) runs with `engine: {engine}` "
-            f"({', '.join(f'`{k}: {v}`' for k, v in info.get('engine_settings', {}).items())}); "
+            f"({', '.join(more) if more else 'every other setting at its default'}, through `--config`); "
             "the floor (DuckDB SQL) and pandas are the same references as in the DuckDB benchmark, and "
             "**DuckDB pipeline** is the same `loyalty run` with the default `engine: duckdb`, measured right after it "
             "on the same landing folder.")
