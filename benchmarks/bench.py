@@ -49,6 +49,7 @@ from benchmarks import figures, generate, pandas_way  # noqa: E402
 BENCH_DIR = Path(__file__).resolve().parent
 PROJECT_ROOT = BENCH_DIR.parent
 PAGE = os.sysconf("SC_PAGE_SIZE")
+CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 GB = 1024 ** 3
 REL_TOLERANCE = 1e-6
 
@@ -148,6 +149,27 @@ def tree_rss(root: int) -> int:
     return total
 
 
+def tree_cpu(root: int, last: dict[int, float]) -> None:
+    """Records in ``last`` the CPU seconds (utime + stime) each process of ``root``'s tree has used
+    so far. Summed at the end, it counts a process the tree started but did not wait for (Spark's
+    JVM, left to exit on its own), which getrusage(RUSAGE_CHILDREN) misses."""
+    children = _process_table()
+    stack, seen = [root], set()
+    while stack:
+        pid = stack.pop()
+        if pid in seen:
+            continue
+        seen.add(pid)
+        try:
+            with open(f"/proc/{pid}/stat", "rb") as handle:
+                stat = handle.read()
+            fields = stat[stat.rindex(b")") + 2:].split()
+            last[pid] = (int(fields[11]) + int(fields[12])) / CLOCK_TICKS
+        except (OSError, ValueError, IndexError):
+            pass
+        stack.extend(children.get(pid, ()))
+
+
 def open_files(pid: int) -> list[str]:
     """Paths the process has open right now (its file descriptors)."""
     out = []
@@ -203,12 +225,15 @@ def measure(
             except ProcessLookupError:
                 pass
 
+    cpu_seen: dict[int, float] = {}
+
     def sampler():
         pending = dict(watch_files or {})
         opening = {mark: str(folder.resolve()) + os.sep for mark, folder in (watch_open or {}).items()}
         while not done.is_set():
             rss = tree_rss(proc.pid)
             m.peak_rss_bytes = max(m.peak_rss_bytes, rss)
+            tree_cpu(proc.pid, cpu_seen)
             now = time.perf_counter() - start
             for mark, path in list(pending.items()):
                 if path.exists():
@@ -237,6 +262,8 @@ def measure(
     m.user_s = after.ru_utime - before.ru_utime
     m.sys_s = after.ru_stime - before.ru_stime
     m.cpu_s = m.user_s + m.sys_s
+    # sampled every interval: up to one interval of each process's last moments is missed
+    m.extra["cpu_sampled_s"] = round(sum(cpu_seen.values()), 1)
     m.extra["load_after"] = round(os.getloadavg()[0], 1)
     return m
 
@@ -253,8 +280,11 @@ class Project:
     revision: str  # git revision measured (+ "dirty" for a live tree with local changes)
     snapshot: bool
 
-    def run_command(self, as_of: dt.date, raw_dir: Path, warehouse: Path) -> tuple[list[str], dict]:
+    def run_command(self, as_of: dt.date, raw_dir: Path, warehouse: Path,
+                    config: Path | None = None) -> tuple[list[str], dict]:
         args = ["run", "--as-of", as_of.isoformat(), "--raw-dir", str(raw_dir), "--warehouse", str(warehouse)]
+        if config is not None:  # the engine's settings (engine: spark …); without it loyalty.yml, if any
+            args += ["--config", str(config)]
         loyalty = self.python.with_name("loyalty")
         if not self.snapshot and loyalty.exists():
             return [str(loyalty), *args], {}
@@ -365,11 +395,17 @@ def dbt_records(project: Project, run_id: str | None) -> dict:
             last = ts
             if info.get("name") == "UnableToPartialParse":
                 reparse.append(info.get("msg"))
+            if info.get("name") == "SQLQueryStatus" and "first_query_s" not in out:
+                # the first query opens the connection: on a local Spark session, the JVM starts
+                took = re.search(r"in ([0-9.]+) seconds", info.get("msg") or "")
+                if took:
+                    out["first_query_s"] = float(took.group(1))
             if info.get("name") in ("FoundStats",):
                 parsed = ts
-            found = re.match(r"Concurrency: (\d+) threads", info.get("msg") or "")
+            found = re.match(r"Concurrency: (\d+) threads(?: \(target='([^']+)'\))?", info.get("msg") or "")
             if found:
                 out["threads"] = int(found.group(1))
+                out["target_name"] = found.group(2) or ""
             if first_node is None and info.get("name") in ("LogStartLine", "NodeStart", "LogTestResult", "LogModelResult"):
                 first_node = ts
         out["log_start"] = first
@@ -390,11 +426,38 @@ def dbt_records(project: Project, run_id: str | None) -> dict:
     return out
 
 
+def match_run_id(m: Measurement) -> str | None:
+    for _, _, text in m.lines:
+        match = DAGSTER_LINE.search(text)
+        if match:
+            return match.group("run")
+    return None
+
+
+def _dbt_phases(project: Project, run_id: str | None, started_at: float, running: float, finished: float) -> list:
+    """`dbt build` split by its own dbt.log (wall-clock times, placed on the run's clock by
+    ``started_at``): process start and parse; from the parse to the first node (on Spark: the JVM
+    and the SparkSession start, the catalog listing); the nodes. [] when dbt.log is not there."""
+    records = dbt_records(project, run_id)
+    start, parse, first_node = records.get("log_start"), records.get("parse_s"), records.get("before_first_node_s")
+    if start is None or parse is None or first_node is None:
+        return []
+    parsed_at = start - started_at + parse
+    first_at = start - started_at + first_node
+    if not running <= parsed_at <= first_at <= finished:
+        return []
+    return [("dbt process: start, project parse", parsed_at - running),
+            ("dbt process: from the parse to the first node (Spark: JVM + SparkSession start, catalog listing)",
+             first_at - parsed_at),
+            ("dbt process: models and tests on Spark, until dbt exits", finished - first_at)]
+
+
 def pipeline_stages(m: Measurement, project: Project) -> dict:
     """Stage times of one `loyalty run` from the arrival times of its own log lines (+ dbt's files)."""
     steps: dict[str, dict[str, float]] = {}
     run_id = None
     dbt_running = dbt_finished = None
+    spark_mirrored = spark_copied = None  # engine: spark, the dbt step's own lines (transform.py)
     for t, _, text in m.lines:
         match = DAGSTER_LINE.search(text)
         if not match:
@@ -413,6 +476,10 @@ def pipeline_stages(m: Measurement, project: Project) -> dict:
             dbt_running = t
         if message.startswith("Finished dbt command"):
             dbt_finished = t
+        if message.startswith("spark: raw Parquet parts"):
+            spark_mirrored = t
+        if message.startswith("spark: ") and "tables copied into the warehouse" in message:
+            spark_copied = t
     stages: list[tuple[str, float]] = []
     # The ingest starts when it opens the first landing file (or creates the warehouse file).
     boundary = min((m.marks[k] for k in ("landing_opened", "warehouse_created") if k in m.marks), default=None)
@@ -425,15 +492,28 @@ def pipeline_stages(m: Measurement, project: Project) -> dict:
     previous = boundary or 0.0
     for step, span in ordered:
         if step == dbt_step:
-            if span["first"] > previous:
+            # engine spark: the mirror starts when the Parquet folder appears (the step logs only its end)
+            mirror_start = m.marks.get("spark_mirror_started")
+            if spark_mirrored is not None and mirror_start is not None and previous <= mirror_start <= spark_mirrored:
+                stages.append(("ingest: other sources (nps, customers, erasures) + step hand-over", mirror_start - previous))
+                stages.append(("spark: Parquet mirror of the raw tables (DuckDB → one part per landed file) + run dates",
+                               spark_mirrored - mirror_start))
+            elif span["first"] > previous:
                 stages.append(("ingest: other sources (nps, customers, erasures) + step hand-over", span["first"] - previous))
             if dbt_running is not None:
-                stages.append(("dbt step: dagster-dbt set-up (manifest, target dir)", dbt_running - span["first"]))
+                set_up_from = max(span["first"], spark_mirrored or 0.0)
+                stages.append(("dbt step: dagster-dbt set-up (manifest, target dir)", dbt_running - set_up_from))
                 if dbt_finished is None and m.killed:
                     span = {**span, "last": dbt_running}  # the rest is reported as unfinished below
                 else:
                     end = dbt_finished if dbt_finished is not None else span["last"]
-                    stages.append(("dbt process: `dbt build`", end - dbt_running))
+                    phases = _dbt_phases(project, run_id or match_run_id(m), m.started_at, dbt_running, end) \
+                        if spark_mirrored is not None else []
+                    stages.extend(phases or [("dbt process: `dbt build`", end - dbt_running)])
+                    if spark_copied is not None and spark_copied > end:
+                        stages.append(("spark: Spark's tables copied back into the DuckDB warehouse + staging views "
+                                       "(dbt on DuckDB)", spark_copied - end))
+                        end = spark_copied
                     if span["last"] > end + 0.5:
                         stages.append(("dbt step: events after dbt", span["last"] - end))
             else:
@@ -481,6 +561,8 @@ class SizeResult:
     incremental_stages: dict | None = None
     profile: dict | None = None
     figures: dict = dataclasses.field(default_factory=dict)  # way → figures of the last run (not in the JSON)
+    engine: str = "duckdb"  # the engine of the measured pipeline (config engine:)
+    duckdb_pipeline: list[Measurement] = dataclasses.field(default_factory=list)  # the DuckDB run beside another engine
 
     @staticmethod
     def best(ms: list[Measurement]) -> Measurement | None:
@@ -536,10 +618,13 @@ def run_pandas(raw: Path, as_of: dt.date, out: Path, python: Path, timeout: floa
 
 
 def run_pipeline(project: Project, raw: Path, as_of: dt.date, warehouse: Path, timeout: float | None,
-                 echo: bool) -> tuple[Measurement, dict | None, dict]:
-    cmd, env = project.run_command(as_of, raw, warehouse)
-    m = measure("pipeline", cmd, cwd=project.root, env=env, timeout=timeout,
-                watch_files=None if warehouse.exists() else {"warehouse_created": warehouse},
+                 echo: bool, config: Path | None = None, name: str = "pipeline") -> tuple[Measurement, dict | None, dict]:
+    cmd, env = project.run_command(as_of, raw, warehouse, config)
+    watch = {} if warehouse.exists() else {"warehouse_created": warehouse}
+    spark_raw = warehouse.with_name(warehouse.stem + ".spark") / "raw"  # config.spark_path's default
+    if config is not None and not spark_raw.exists():
+        watch["spark_mirror_started"] = spark_raw
+    m = measure(name, cmd, cwd=project.root, env=env, timeout=timeout, watch_files=watch or None,
                 watch_open={"landing_opened": raw}, echo=echo)
     stages = pipeline_stages(m, project)
     if m.ok:
@@ -576,7 +661,11 @@ def run_size(
     transactions: int, customers: int, *, project: Project, work: Path, cache: Path, repeat: int = 1,
     incremental: bool = False, skip_pandas_above: int | None = None, pandas_memory_limit: int | None = None,
     pipeline_timeout: float = 600.0, profile: bool = False, echo: bool = False, threads: int | None = None,
+    engine: str = "duckdb", engine_config: Path | None = None, duckdb_reference: bool = True,
 ) -> SizeResult:
+    """One size. With another ``engine`` (config ``engine_config``), the pipeline runs on it; the
+    floor and pandas stay the DuckDB and pandas references, and (``duckdb_reference``) the DuckDB
+    pipeline runs once more beside it on the same data, for the ratio between the engines."""
     params = generate.Params(transactions, customers)
     log(f"{transactions:,} transactions / {customers:,} customers: generating (cached) …")
     dataset = generate.generate(params, cache, threads=threads, quiet=True)
@@ -587,7 +676,7 @@ def run_size(
     landing = link_landing(dataset.raw_dir, folder / "landing")
     python = project.python
 
-    pipelines, floors, pandases = [], [], []
+    pipelines, floors, pandases, duckdb_pipelines = [], [], [], []
     stages: dict = {}
     agreement: list[str] = []
     results_figs: dict[str, dict | None] = {}
@@ -597,8 +686,10 @@ def run_size(
         warehouse = folder / f"warehouse_{attempt}.duckdb"
         for stale in (warehouse, warehouse.with_suffix(".duckdb.wal")):
             stale.unlink(missing_ok=True)
-        log(f"{label}: pipeline run {attempt + 1}/{repeat} …")
-        m, fig, st = run_pipeline(project, landing, as_of, warehouse, pipeline_timeout, echo)
+        shutil.rmtree(warehouse.with_name(warehouse.stem + ".spark"), ignore_errors=True)
+        log(f"{label}: pipeline run {attempt + 1}/{repeat} (engine {engine}) …")
+        m, fig, st = run_pipeline(project, landing, as_of, warehouse, pipeline_timeout, echo, engine_config)
+        m.extra["engine"] = engine
         pipelines.append(m)
         log(f"{label}: pipeline {_status(m)}")
         if not m.ok:
@@ -611,6 +702,19 @@ def run_size(
             results_figs["pipeline"] = fig
             if not stages or m.wall_s <= min(p.wall_s for p in pipelines if p.ok):
                 stages = st
+        if engine != "duckdb" and duckdb_reference:
+            reference = folder / f"warehouse_duckdb_{attempt}.duckdb"
+            for stale in (reference, reference.with_suffix(".duckdb.wal")):
+                stale.unlink(missing_ok=True)
+            log(f"{label}: DuckDB pipeline run {attempt + 1}/{repeat} (the same `loyalty run`, engine duckdb) …")
+            dm, dfig, _ = run_pipeline(project, landing, as_of, reference, pipeline_timeout, echo, name="pipeline_duckdb")
+            dm.extra["engine"] = "duckdb"
+            duckdb_pipelines.append(dm)
+            log(f"{label}: DuckDB pipeline {_status(dm)}")
+            if dm.ok:
+                results_figs["pipeline_duckdb"] = dfig
+            elif not dm.killed:
+                raise RuntimeError(f"{label}: `loyalty run` (duckdb) failed (exit {dm.returncode}):\n{dm.tail()}")
         log(f"{label}: floor run {attempt + 1}/{repeat} …")
         fm, ffig = run_floor(landing, as_of, folder / "floor.json", python, None, echo)
         floors.append(fm)
@@ -638,7 +742,7 @@ def run_size(
 
     summary = figures.summary(results_figs.get("pipeline") or results_figs["floor"])
     result = SizeResult(transactions, customers, dataset.summary, pipelines, floors, pandases, stages, summary, agreement,
-                        figures=results_figs)
+                        figures=results_figs, engine=engine, duckdb_pipeline=duckdb_pipelines)
 
     if profile and pipelines:
         from benchmarks import profile_pipeline
@@ -655,7 +759,7 @@ def run_size(
         day = as_of + dt.timedelta(days=1)
         day_file = generate.generate_day(params, day, landing / "transactions" / f"transactions_{day:%Y%m%d}.csv")
         log(f"{label}: incremental night: {day_file.name} ({_count_lines(day_file) - 1:,} rows), run for {day} …")
-        m, fig, st = run_pipeline(project, landing, day, warehouse, pipeline_timeout, echo)
+        m, fig, st = run_pipeline(project, landing, day, warehouse, pipeline_timeout, echo, engine_config)
         result.incremental, result.incremental_stages = m, st
         log(f"{label}: incremental {_status(m)}")
         if not m.ok:
@@ -719,7 +823,15 @@ def meminfo() -> dict[str, int]:
     return out
 
 
-def machine() -> dict:
+def java_version() -> str:
+    try:
+        out = subprocess.run(["java", "-version"], capture_output=True, text=True, timeout=30)
+        return (out.stderr or out.stdout).splitlines()[0].strip()
+    except (OSError, subprocess.SubprocessError, IndexError):
+        return "-"
+
+
+def machine(engine: str = "duckdb") -> dict:
     cpu_model = ""
     try:
         for line in Path("/proc/cpuinfo").read_text().splitlines():
@@ -730,11 +842,16 @@ def machine() -> dict:
         pass
     mem = meminfo()
     versions = {"python": platform.python_version()}
-    for package in ("duckdb", "pandas", "pyarrow", "numpy", "dagster", "dagster-dbt", "dbt-core", "dbt-duckdb"):
+    packages = ("duckdb", "pandas", "pyarrow", "numpy", "dagster", "dagster-dbt", "dbt-core", "dbt-duckdb")
+    if engine == "spark":
+        packages += ("dbt-spark", "pyspark")
+    for package in packages:
         try:
             versions[package] = metadata.version(package)
         except metadata.PackageNotFoundError:
             versions[package] = "-"
+    if engine == "spark":
+        versions["java"] = java_version()
     return {
         "cores": os.cpu_count(),
         "cpu": cpu_model,
@@ -850,7 +967,9 @@ def render_report(results: dict[int, SizeResult], info: dict, project: Project, 
     add = lines.append
     v = info["versions"]
     total_s = (time.time() - started) if total_s is None else total_s
-    add("# Benchmarks")
+    engine = next((r.engine for r in results.values()), "duckdb")
+    other = engine != "duckdb"
+    add("# Benchmarks" + (f": the pipeline with engine: {engine}" if other else ""))
     add("")
     add(f"Generated by `python benchmarks/bench.py {' '.join(argv)}` on {time.strftime('%Y-%m-%d %H:%M', time.localtime(started))}"
         + (f" (total {total_s / 60:.1f} min)" if total_s else "") + ". Pipeline measured: "
@@ -869,13 +988,39 @@ def render_report(results: dict[int, SizeResult], info: dict, project: Project, 
     add("## Results")
     add("")
     add("Wall and CPU in seconds, peak RSS in GB of the whole process tree (the `loyalty run` process and its "
-        "dbt subprocess). Every way runs as its own process, including interpreter start. With repeats, the "
-        "best wall time is shown and every run in brackets.")
+        "dbt subprocess" + (f", with {engine}'s JVM" if other else "") + "). Every way runs as its own process, "
+        "including interpreter start. With repeats, the best wall time is shown and every run in brackets.")
     add("")
-    add("| transactions | customers | CSV GB | pipeline wall | CPU | RSS | floor wall | CPU | RSS | pandas wall | CPU | RSS "
-        "| pipeline / floor | pandas / pipeline |")
-    add("| ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
-    for n, r in sorted(results.items()):
+    if other:
+        more = [f"`{k}: {v}`" for k, v in info.get("engine_settings", {}).items() if k != "engine"]
+        add(f"Engine: the pipeline (`loyalty run`) runs with `engine: {engine}` "
+            f"({', '.join(more) if more else 'every other setting at its default'}, through `--config`); "
+            "the floor (DuckDB SQL) and pandas are the same references as in the DuckDB benchmark, and "
+            "**DuckDB pipeline** is the same `loyalty run` with the default `engine: duckdb`, measured right after it "
+            "on the same landing folder.")
+        add("")
+        add(f"CPU is user + sys of the waited-for process tree (getrusage); **CPU sampled** sums every process of the "
+            f"tree as last seen in /proc (every 50 ms), which also counts {engine}'s JVM: pyspark does not wait for it, "
+            "so getrusage misses it (\"—\": a run measured before the bench sampled it).")
+        add("")
+        add(f"| transactions | customers | CSV GB | {engine} pipeline wall | CPU | CPU sampled | RSS | DuckDB pipeline wall | CPU "
+            f"| RSS | floor wall | pandas wall | {engine} / DuckDB pipeline | {engine} pipeline / floor |")
+        add("| ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
+        for n, r in sorted(results.items()):
+            p, d = SizeResult.best(r.pipeline), SizeResult.best(r.duckdb_pipeline)
+            f, pd_ = SizeResult.best(r.floor), SizeResult.best(r.pandas)
+            pc, dc = _cell(p, r.pipeline), _cell(d, r.duckdb_pipeline)
+            stopped = bool(p and p.killed and p.killed.startswith("timeout"))
+            ratio = (f"{'> ' if stopped else ''}{p.wall_s / d.wall_s:.1f} (CPU {p.cpu_s / d.cpu_s:.1f})"
+                     if p and d and (p.ok or stopped) and d.ok else "—")
+            pf = f"{'> ' if stopped else ''}{p.wall_s / f.wall_s:.0f}" if p and f and (p.ok or stopped) and f.ok else "—"
+            sampled = p.extra.get("cpu_sampled_s") if p else None
+            add(f"| {_label(n)} ({r.dataset.get('transactions', n):,}) | {r.customers:,} | "
+                f"{r.dataset.get('csv_bytes', 0) / 1e9:.2f} | {pc[0]} | {pc[1]} | {'—' if sampled is None else f'{sampled:.1f}'} "
+                f"| {pc[2]} | {dc[0]} | {dc[1]} | {dc[2]} "
+                f"| {_cell(f, r.floor)[0]} | {_cell(pd_, r.pandas)[0]} | {ratio} | {pf} |")
+        add("")
+    for n, r in (() if other else sorted(results.items())):
         p, f, pd_ = SizeResult.best(r.pipeline), SizeResult.best(r.floor), SizeResult.best(r.pandas)
         pc, fc, dc = _cell(p, r.pipeline), _cell(f, r.floor), _cell(pd_, r.pandas)
         stopped = bool(p and p.killed and p.killed.startswith("timeout"))
@@ -902,7 +1047,7 @@ def render_report(results: dict[int, SizeResult], info: dict, project: Project, 
         agree = "; ".join(r.agreement)
         add(f"- {_label(n)}: figures agree (1e-6 relative) — {agree}.")
         loads = []
-        for way in ("pipeline", "floor", "pandas"):
+        for way in ("pipeline", "duckdb_pipeline", "floor", "pandas"):
             values = [f"{x.extra['load_before']:.1f}→{x.extra.get('load_after', 0):.1f}"
                       for x in getattr(r, way) if "load_before" in x.extra]
             if values:
@@ -910,14 +1055,15 @@ def render_report(results: dict[int, SizeResult], info: dict, project: Project, 
         if loads:
             add(f"  Load average (1 min) at the start→end of each run: {'; '.join(loads)}.")
     add("")
-    add("## Targets")
-    add("")
-    add("| target | limit | measured | |")
-    add("| --- | --- | --- | --- |")
-    for name, limit, measured, ok in evaluate_targets(results):
-        verdict = "PASS" if ok else ("FAIL" if ok is False else ("not measured" if measured == "—" else "inconclusive"))
-        add(f"| {name} | {limit} | {measured} | {verdict} |")
-    add("")
+    if not other:  # the targets are the DuckDB pipeline's (issue "Benchmark at scale")
+        add("## Targets")
+        add("")
+        add("| target | limit | measured | |")
+        add("| --- | --- | --- | --- |")
+        for name, limit, measured, ok in evaluate_targets(results):
+            verdict = "PASS" if ok else ("FAIL" if ok is False else ("not measured" if measured == "—" else "inconclusive"))
+            add(f"| {name} | {limit} | {measured} | {verdict} |")
+        add("")
     inc = [(n, r) for n, r in results.items() if r.incremental is not None]
     for n, r in inc:
         m = r.incremental
@@ -947,6 +1093,8 @@ def render_report(results: dict[int, SizeResult], info: dict, project: Project, 
             from benchmarks import profile_pipeline
 
             add(profile_pipeline.render(r.profile, _label(n)))
+    if other:  # a section of BENCHMARKS.md under its own "##" heading: every heading one level down
+        lines = [("#" + line) if line.startswith("#") else line for line in lines]
     return "\n".join(lines) + "\n"
 
 
@@ -987,6 +1135,9 @@ def _stage_table(stages: dict, m: Measurement) -> str:
         out.append(f"Inside `dbt build` ({dbt.get('threads', '?')} dbt threads): {elapsed}; project parse "
                    f"{dbt.get('parse_s') if dbt.get('parse_s') is not None else '?'} s"
                    + (f" (full re-parse: {dbt['full_reparse_reasons'][0]})" if dbt.get("full_reparse_reasons") else "")
+                   + (f"; the first query (it opens the connection: on a local Spark session the JVM and the "
+                      f"SparkSession start) {dbt['first_query_s']:.1f} s" if dbt.get("first_query_s") is not None
+                      and dbt.get("target_name", "").startswith("spark") else "")
                    + "; node time by kind (summed over threads): "
                    + ", ".join(f"{k} {s:.1f} s" for k, s in sorted(kinds.items(), key=lambda kv: -kv[1]))
                    + ". Slowest nodes: "
@@ -997,9 +1148,29 @@ def _stage_table(stages: dict, m: Measurement) -> str:
 BEGIN_MARK, END_MARK = "<!-- bench:begin (generated by benchmarks/bench.py) -->", "<!-- bench:end -->"
 
 
-def write_report(out: Path, generated: str) -> None:
-    """Writes the report; when ``out`` already has the bench markers, only the text between them is
-    replaced, so hand-written analysis around the generated tables survives a re-run."""
+def markers(engine: str = "duckdb") -> tuple[str, str]:
+    """The markers of an engine's generated block (DuckDB: the historical ones)."""
+    if engine == "duckdb":
+        return BEGIN_MARK, END_MARK
+    return f"<!-- bench:{engine}:begin (generated by benchmarks/bench.py --engine {engine}) -->", f"<!-- bench:{engine}:end -->"
+
+
+def write_report(out: Path, generated: str, engine: str = "duckdb") -> None:
+    """Writes the report; when ``out`` already has the engine's bench markers, only the text between
+    them is replaced, so hand-written analysis around the generated tables (and the other engine's
+    block) survives a re-run. Another engine's block missing from an existing file is appended."""
+    begin_mark, end_mark = markers(engine)
+    if out.exists() and engine != "duckdb":
+        current = out.read_text()
+        if generated.startswith("## Benchmarks"):  # the section around the block has its own heading
+            generated = generated.split("\n", 1)[1].lstrip("\n")
+        if begin_mark in current and end_mark in current:
+            head, rest = current.split(begin_mark, 1)
+            _, tail = rest.split(end_mark, 1)
+            out.write_text(f"{head}{begin_mark}\n{generated}{end_mark}{tail}")
+        else:
+            out.write_text(f"{current.rstrip()}\n\n{begin_mark}\n{generated}{end_mark}\n")
+        return
     if out.exists():
         current = out.read_text()
         if BEGIN_MARK in current and END_MARK in current:
@@ -1016,10 +1187,7 @@ def write_outputs(results: dict[int, SizeResult], info: dict, project: Project, 
                   out: Path | None, json_out: Path | None, total_s: float | None = None) -> None:
     if total_s is None:  # a live run (not a re-render): the load now is the load at the end
         info["load_average_end"] = os.getloadavg()
-    if out:
-        write_report(out, render_report(results, info, project, started, argv, total_s))
-        log(f"report written to {out}")
-    if json_out:
+    if json_out:  # first: the measurements are kept even if the report cannot be rendered
         payload = {
             "argv": argv, "machine": info, "revision": project.revision, "snapshot": project.snapshot,
             "started": started, "total_s": round(time.time() - started, 1),
@@ -1031,6 +1199,7 @@ def write_outputs(results: dict[int, SizeResult], info: dict, project: Project, 
                     "agreement": r.agreement,
                     "incremental": r.incremental.to_json() if r.incremental else None,
                     "incremental_stages": r.incremental_stages, "profile": r.profile,
+                    "engine": r.engine, "duckdb_pipeline": [m.to_json() for m in r.duckdb_pipeline],
                 }
                 for n, r in sorted(results.items())
             },
@@ -1038,6 +1207,10 @@ def write_outputs(results: dict[int, SizeResult], info: dict, project: Project, 
         }
         json_out.write_text(json.dumps(payload, indent=1, default=str))
         log(f"results written to {json_out}")
+    if out:
+        engine = next((r.engine for r in results.values()), "duckdb")
+        write_report(out, render_report(results, info, project, started, argv, total_s), engine)
+        log(f"report written to {out}")
 
 
 # ----------------------------------------------------------------------------------------------
@@ -1069,6 +1242,8 @@ def results_from_json(path: Path, project: Project) -> dict[int, SizeResult]:
             data.get("agreement") or [],
             incremental=Measurement.from_json(data["incremental"]) if data.get("incremental") else None,
             incremental_stages=data.get("incremental_stages"), profile=data.get("profile"),
+            engine=data.get("engine", "duckdb"),
+            duckdb_pipeline=[Measurement.from_json(d) for d in data.get("duckdb_pipeline", [])],
         )
     return out
 
@@ -1087,6 +1262,19 @@ def load_earlier(paths: list[Path], project: Project) -> dict[int, dict[str, lis
     return out
 
 
+def engine_settings(engine: str, pairs: list[str]) -> dict[str, Any]:
+    """The settings of the pipeline's config file: ``engine`` and every KEY=VALUE (YAML values)."""
+    import yaml
+
+    settings: dict[str, Any] = {"engine": engine}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep or not key.strip():
+            raise SystemExit(f"--engine-setting {pair!r}: expected KEY=VALUE")
+        settings[key.strip()] = yaml.safe_load(value)
+    return settings
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="bench", description=__doc__.split("\n\n")[0])
     parser.add_argument("--transactions", type=generate.parse_count, help="one size (e.g. 10M)")
@@ -1101,11 +1289,19 @@ def build_parser() -> argparse.ArgumentParser:
                         help="size whose landing copy gets the incremental night (default 10M when measured)")
     parser.add_argument("--no-incremental", action="store_true")
     parser.add_argument("--repeat", type=int, default=1, help="measure every way this many times (best wall reported)")
-    parser.add_argument("--pipeline-timeout", type=float, default=600.0, help="stop a pipeline run after this many seconds")
+    parser.add_argument("--pipeline-timeout", type=float, default=None,
+                        help="stop a pipeline run after this many seconds (default 600; 3600 with --engine spark)")
     parser.add_argument("--snapshot", nargs="?", const="HEAD", default=None, metavar="REV",
                         help="measure a clean export of git REV (default HEAD) instead of the working tree")
     parser.add_argument("--profile", nargs="?", const="10M,50M", default=None, metavar="SIZES",
                         help="also profile the pipeline at these sizes (default 10M,50M): ingest statements, dbt model operators")
+    parser.add_argument("--engine", choices=("duckdb", "spark"), default="duckdb",
+                        help="the engine of the measured pipeline (config engine:); floor and pandas stay the "
+                             "DuckDB/pandas references; with spark the DuckDB pipeline is measured beside it")
+    parser.add_argument("--engine-setting", action="append", default=[], metavar="KEY=VALUE",
+                        help="one more setting of the pipeline's config file, e.g. spark_driver_memory=4g (repeatable)")
+    parser.add_argument("--no-duckdb-reference", action="store_true",
+                        help="with --engine spark: do not measure the DuckDB pipeline beside it")
     parser.add_argument("--out", type=Path, help="write the Markdown report here (e.g. BENCHMARKS.md)")
     parser.add_argument("--json", type=Path, help="write all measurements as JSON here "
                         "(default: benchmarks/results/<sizes>.json next to a report)")
@@ -1148,7 +1344,9 @@ def main(argv: list[str] | None = None) -> int:
     else:
         build_parser().error("give --transactions N, --sizes LIST or --smoke")
     incremental_size = None
-    if not args.no_incremental:
+    # On Spark the night is another full build (no incremental models on plain Parquet, README):
+    # measured only when asked for with --incremental-size.
+    if not args.no_incremental and (args.engine == "duckdb" or args.incremental_size):
         if args.incremental_size:
             incremental_size = args.incremental_size
         elif any(n == 10_000_000 for n, _ in sizes):
@@ -1159,15 +1357,27 @@ def main(argv: list[str] | None = None) -> int:
     pandas_limit = int((args.pandas_memory_limit_gb * GB) if args.pandas_memory_limit_gb
                        else 0.9 * meminfo().get("MemTotal", 0)) or None
 
+    pipeline_timeout = args.pipeline_timeout or (3600.0 if args.engine == "spark" else 600.0)
+    if profile_sizes and args.engine != "duckdb":
+        build_parser().error("--profile profiles DuckDB statements: not with --engine spark")
+
     started = time.time()
-    info = machine()
+    info = machine(args.engine)
     project = prepare_project(args.snapshot, args.cache)
-    log(f"pipeline: {'snapshot' if project.snapshot else 'working tree'} {project.revision} at {project.root}")
+    log(f"pipeline: {'snapshot' if project.snapshot else 'working tree'} {project.revision} at {project.root}, "
+        f"engine {args.engine}")
     work = args.work or Path(tempfile.mkdtemp(prefix="loyalty-bench-"))
     work.mkdir(parents=True, exist_ok=True)
+    engine_config = None
+    if args.engine != "duckdb" or args.engine_setting:
+        settings = engine_settings(args.engine, args.engine_setting)
+        info["engine_settings"] = settings
+        engine_config = work / "engine.yml"
+        engine_config.write_text("".join(f"{key}: {json.dumps(value)}\n" for key, value in settings.items()))
     json_out = args.json
     if json_out is None and args.out:
-        json_out = BENCH_DIR / "results" / f"{'-'.join(_label(n) for n, _ in sizes)}.json"
+        prefix = "" if args.engine == "duckdb" else f"{args.engine}-"
+        json_out = BENCH_DIR / "results" / f"{prefix}{'-'.join(_label(n) for n, _ in sizes)}.json"
         json_out.parent.mkdir(exist_ok=True)
     results: dict[int, SizeResult] = {}
     earlier = load_earlier(args.merge, project)
@@ -1177,8 +1387,9 @@ def main(argv: list[str] | None = None) -> int:
             results[n] = run_size(
                 n, m, project=project, work=work, cache=args.cache, repeat=max(1, args.repeat),
                 incremental=(n == incremental_size), skip_pandas_above=args.skip_pandas_above,
-                pandas_memory_limit=pandas_limit, pipeline_timeout=args.pipeline_timeout,
+                pandas_memory_limit=pandas_limit, pipeline_timeout=pipeline_timeout,
                 profile=n in profile_sizes, echo=args.echo, threads=args.threads,
+                engine=args.engine, engine_config=engine_config, duckdb_reference=not args.no_duckdb_reference,
             )
             for way, runs in earlier.get(n, {}).items():
                 getattr(results[n], way)[:0] = runs

@@ -54,3 +54,44 @@ def test_pipeline_floor_and_pandas_agree(tmp_path):
     assert any(label.startswith("ingest: transactions") for label in labels)
     assert any(label.startswith("dbt process") for label in labels)
     assert result.floor[0].ok and result.pandas[0].ok
+
+
+def test_engine_option_without_running_spark(tmp_path):
+    """`loyalty bench --engine spark`: the pipeline gets a --config file with engine: spark that the
+    configuration accepts, and its report block sits beside the DuckDB one (no Spark run here;
+    tests/test_spark_engine.py runs the engine)."""
+    from dagster_project.config import resolve_config
+
+    settings = bench.engine_settings("spark", ["spark_driver_memory=4g"])
+    assert settings == {"engine": "spark", "spark_driver_memory": "4g"}
+    config = tmp_path / "engine.yml"
+    config.write_text("".join(f"{key}: {bench.json.dumps(value)}\n" for key, value in settings.items()))
+    effective = resolve_config(config)
+    assert (effective.engine, effective.spark_driver_memory) == ("spark", "4g")
+
+    project = bench.Project(tmp_path, tmp_path / "python", "abc", True)
+    cmd, _ = project.run_command(dt.date(2025, 12, 31), tmp_path / "raw", tmp_path / "w.duckdb", config)
+    assert cmd[-2:] == ["--config", str(config)]
+    assert "--config" not in project.run_command(dt.date(2025, 12, 31), tmp_path / "raw", tmp_path / "w.duckdb")[0]
+
+    def run(name, wall):
+        return bench.Measurement(name, wall_s=wall, cpu_s=wall, returncode=0, extra={"load_before": 1.0})
+
+    result = bench.SizeResult(1_000_000, 50_000, {"transactions": 1_000_000, "csv_bytes": 4e7}, [run("pipeline", 300.0)],
+                              [run("floor", 1.5)], [run("pandas", 4.0)], {}, {}, ["pipeline = floor"],
+                              engine="spark", duckdb_pipeline=[run("pipeline_duckdb", 30.0)])
+    info = {"cores": 2, "cpu": "", "memory_gb": 23.5, "kernel": "", "load_average": (1, 1, 1),
+            "versions": {"python": "3.11"}, "engine_settings": settings}
+    report = bench.render_report({1_000_000: result}, info, project, 0.0, ["--engine", "spark"], total_s=1.0)
+    assert "| 300.0 | 300.0 | — | 0.00 | 30.0 | 30.0 | 0.00 | 1.5 | 4.0 | 10.0 (CPU 10.0) | 200 |" in report
+    assert "Targets" not in report and report.startswith("## Benchmarks: the pipeline with engine: spark")
+
+    out = tmp_path / "BENCHMARKS.md"
+    duckdb_block = f"{bench.BEGIN_MARK}\nduckdb figures\n{bench.END_MARK}"
+    out.write_text(f"# Benchmarks\n\n{duckdb_block}\n\n## Spark engine (local mode)\n\nreading\n")
+    for _ in range(2):  # appended once, then replaced in place
+        bench.write_report(out, report, "spark")
+    text = out.read_text()
+    begin, end = bench.markers("spark")
+    assert duckdb_block in text and text.count(begin) == 1 and text.count(end) == 1
+    assert text.index("reading") < text.index(begin) and "### Machine and versions" in text
