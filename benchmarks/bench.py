@@ -996,7 +996,7 @@ def render_report(results: dict[int, SizeResult], info: dict, project: Project, 
         add(f"Engine: the pipeline (`loyalty run`) runs with `engine: {engine}` "
             f"({', '.join(more) if more else 'every other setting at its default'}, through `--config`); "
             "the floor (DuckDB SQL) and pandas are the same references as in the DuckDB benchmark, and "
-            "**DuckDB pipeline** is the same `loyalty run` with the default `engine: duckdb`, measured right after it "
+            "**DuckDB pipeline** is the same `loyalty run` on the default engine (DuckDB), measured right after it "
             "on the same landing folder.")
         add("")
         add(f"CPU is user + sys of the waited-for process tree (getrusage); **CPU sampled** sums every process of the "

@@ -26,6 +26,8 @@ import pytest
 
 from dagster_project import run_log
 from dagster_project.config import PROJECT_ROOT
+from dagster_project.export import SEGMENT_FLAGS
+from dagster_project.export.next_best_offers import NEXT_BEST_OFFERS_FILES
 from dagster_project.publish import DATABASE_FILE, stale_temp_files
 from dagster_project.sample_data import SAMPLE_AS_OF, generate_sample
 
@@ -36,7 +38,12 @@ CUSTOMERS = 20_000  # each stage lasts long enough to be killed in the middle
 AS_OF = SAMPLE_AS_OF
 RUN_DEADLINE_S = 300
 NEW_CUSTOMER = "C9999998"
-EXPORT_FILE = re.compile(r"^segment_flags_\d{4}-\d{2}-\d{2}(\.csv|\.parquet|_delta\.csv|\.manifest\.json)$")
+# The visible files of every export file family (segment flags, next best offers).
+EXPORT_FAMILIES = (SEGMENT_FLAGS, NEXT_BEST_OFFERS_FILES)
+
+
+def is_export_file(name: str) -> bool:
+    return any(family.file_pattern.match(name) for family in EXPORT_FAMILIES)
 
 @dataclasses.dataclass(frozen=True)
 class Scene:
@@ -91,7 +98,7 @@ def assert_exports_readable(export_dir: Path) -> None:
     import pyarrow.parquet as pq
 
     files = visible_files(export_dir)
-    assert all(EXPORT_FILE.match(name) for name in files), sorted(files)
+    assert all(is_export_file(name) for name in files), sorted(files)
     manifests = [name for name in files if name.endswith(".manifest.json")]
     assert manifests
     for name in manifests:
