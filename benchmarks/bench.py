@@ -39,7 +39,7 @@ import threading
 import time
 from importlib import metadata
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
 if __package__ in (None, ""):
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
@@ -131,28 +131,8 @@ def _process_table() -> dict[int, list[int]]:
     return children
 
 
-def tree_rss(root: int) -> int:
-    """Sum of the resident set sizes of ``root`` and all its descendants (bytes)."""
-    children = _process_table()
-    total, stack, seen = 0, [root], set()
-    while stack:
-        pid = stack.pop()
-        if pid in seen:
-            continue
-        seen.add(pid)
-        try:
-            with open(f"/proc/{pid}/statm") as handle:
-                total += int(handle.read().split()[1]) * PAGE
-        except (OSError, IndexError, ValueError):
-            pass
-        stack.extend(children.get(pid, ()))
-    return total
-
-
-def tree_cpu(root: int, last: dict[int, float]) -> None:
-    """Records in ``last`` the CPU seconds (utime + stime) each process of ``root``'s tree has used
-    so far. Summed at the end, it counts a process the tree started but did not wait for (Spark's
-    JVM, left to exit on its own), which getrusage(RUSAGE_CHILDREN) misses."""
+def _tree(root: int) -> Iterator[int]:
+    """``root`` and all its descendants, each once."""
     children = _process_table()
     stack, seen = [root], set()
     while stack:
@@ -160,6 +140,27 @@ def tree_cpu(root: int, last: dict[int, float]) -> None:
         if pid in seen:
             continue
         seen.add(pid)
+        yield pid
+        stack.extend(children.get(pid, ()))
+
+
+def tree_rss(root: int) -> int:
+    """Sum of the resident set sizes of ``root`` and all its descendants (bytes)."""
+    total = 0
+    for pid in _tree(root):
+        try:
+            with open(f"/proc/{pid}/statm") as handle:
+                total += int(handle.read().split()[1]) * PAGE
+        except (OSError, IndexError, ValueError):
+            pass
+    return total
+
+
+def tree_cpu(root: int, last: dict[int, float]) -> None:
+    """Records in ``last`` the CPU seconds (utime + stime) each process of ``root``'s tree has used
+    so far. Summed at the end, it counts a process the tree started but did not wait for (Spark's
+    JVM, left to exit on its own), which getrusage(RUSAGE_CHILDREN) misses."""
+    for pid in _tree(root):
         try:
             with open(f"/proc/{pid}/stat", "rb") as handle:
                 stat = handle.read()
@@ -167,7 +168,6 @@ def tree_cpu(root: int, last: dict[int, float]) -> None:
             last[pid] = (int(fields[11]) + int(fields[12])) / CLOCK_TICKS
         except (OSError, ValueError, IndexError):
             pass
-        stack.extend(children.get(pid, ()))
 
 
 def open_files(pid: int) -> list[str]:

@@ -83,6 +83,15 @@ def default_memory_limit() -> str:
     return f"{int(physical * DEFAULT_MEMORY_SHARE) // (1 << 20)}MB"
 
 
+def relation_exists(con: duckdb.DuckDBPyConnection, schema: str, name: str) -> bool:
+    """Whether the table or view schema.name exists in the connected warehouse."""
+    return bool(
+        con.execute(
+            "select count(*) from information_schema.tables where table_schema = ? and table_name = ?", [schema, name]
+        ).fetchall()[0][0]
+    )
+
+
 def quote_identifier(name: str) -> str:
     return '"' + name.replace('"', '""') + '"'
 

@@ -46,7 +46,7 @@ import duckdb
 
 from ..config import LoyaltyConfig
 from ..durable_files import fsync_dir, fsync_file
-from ..warehouse import connect, quote_identifier, quote_literal
+from ..warehouse import connect, quote_identifier, quote_literal, relation_exists
 
 CONSENT_VIEW = "staging.stg_raw__customers"
 # Columns of stg_raw__customers that are never exported as "PII columns" (keys or consent itself).
@@ -219,14 +219,6 @@ def read_manifest(path: Path) -> dict[str, Any] | None:
 # ----------------------------------------------------------------------------------------------
 # The rows
 # ----------------------------------------------------------------------------------------------
-
-
-def relation_exists(con: duckdb.DuckDBPyConnection, schema: str, name: str) -> bool:
-    return bool(
-        con.execute(
-            "select count(*) from information_schema.tables where table_schema = ? and table_name = ?", [schema, name]
-        ).fetchall()[0][0]
-    )
 
 
 def columns_of(con: duckdb.DuckDBPyConnection, schema: str, name: str) -> list[str]:

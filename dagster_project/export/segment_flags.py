@@ -6,7 +6,8 @@ from __future__ import annotations
 
 import duckdb
 
-from .files import FileFamily, relation_exists
+from ..warehouse import relation_exists
+from .files import FileFamily
 
 # 3: every amount and rounded figure (clv and the four predictions) is a decimal(18,2) written by
 # DuckDB, in the CSV as in the Parquet file (version 2 had doubles in the Parquet file); empty

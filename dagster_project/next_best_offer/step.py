@@ -11,7 +11,7 @@ import duckdb
 import pandas as pd
 
 from ..config import LoyaltyConfig
-from ..warehouse import connect
+from ..warehouse import connect, relation_exists
 from . import decision, marts, performance, propensity
 from .arms import arm_of
 
@@ -27,18 +27,12 @@ class Outcome:
     seconds: float
 
 
-def _exists(con: duckdb.DuckDBPyConnection, schema: str, name: str) -> bool:
-    return bool(con.execute(
-        "select count(*) from information_schema.tables where table_schema = ? and table_name = ?", [schema, name]
-    ).fetchone()[0])
-
-
 def read_inputs(con: duckdb.DuckDBPyConnection, as_of: dt.date) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
     """(offers, customers with their features and purchase predictions, contacts)."""
     offers = con.execute("select offer_id, response_window_days from staging.stg_raw__offers order by offer_id").df()
     predictions = (
         f"left join {PREDICTIONS} as p on p.customer_id = f.customer_id and p.as_of_date = f.as_of_date"
-        if _exists(con, "marts", "customer_clv_predictions") else
+        if relation_exists(con, "marts", "customer_clv_predictions") else
         "left join (select null::varchar as customer_id, null::double as p_alive, null::double as expected_purchases_next_period) as p"
         " on p.customer_id = f.customer_id"
     )
