@@ -18,10 +18,15 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.model_selection import StratifiedKFold
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
+from threadpoolctl import threadpool_limits
 
 BANDS = ("vip", "other")
 STATES = ("none", "new", "active", "at_risk", "lost")
 MIN_PER_CLASS = 3  # each of the 3 calibration folds needs both classes
+# BLAS threads for the fits and predictions: the matrices are small (≤ MAX_TRAIN_ROWS × 14), so
+# threads buy nothing, and on a shared 2-core machine they spun against each other: 8 fits took
+# 20-30 s with OpenBLAS's 2 threads and 7-8 s with 1 (BENCHMARKS.md, next best offer at scale).
+BLAS_THREADS = 1
 # At most this many training contacts, the latest (a few features need no more; the fit stays
 # well under a second per offer however long the history grows).
 MAX_TRAIN_ROWS = 50_000
@@ -46,7 +51,11 @@ class Fitted:
     model: CalibratedClassifierCV
 
     def predict(self, frame: pd.DataFrame) -> np.ndarray:
-        return self.model.predict_proba(features(frame))[:, 1]
+        return self.predict_features(features(frame))
+
+    def predict_features(self, matrix: np.ndarray) -> np.ndarray:
+        with threadpool_limits(BLAS_THREADS):
+            return self.model.predict_proba(matrix)[:, 1]
 
 
 def fit(contacts: pd.DataFrame, seed: int) -> Fitted | None:
@@ -58,5 +67,6 @@ def fit(contacts: pd.DataFrame, seed: int) -> Fitted | None:
         return None
     base = make_pipeline(StandardScaler(), LogisticRegression(C=1.0, max_iter=1000, random_state=seed))
     model = CalibratedClassifierCV(base, method="sigmoid", cv=StratifiedKFold(n_splits=3, shuffle=False))
-    model.fit(features(contacts), labels)
+    with threadpool_limits(BLAS_THREADS):
+        model.fit(features(contacts), labels)
     return Fitted(model)

@@ -21,6 +21,7 @@ otherwise by the propensity (``propensity``).
 from __future__ import annotations
 
 import dataclasses
+from typing import Callable
 
 import numpy as np
 import pandas as pd
@@ -114,12 +115,15 @@ def choose_tier(treated_contacts: int, positives: int, model_auc: float | None, 
 
 
 def score_offer(offer_id: str, window_days: float, customers: pd.DataFrame, contacts: pd.DataFrame,
-                config: LoyaltyConfig) -> tuple[pd.DataFrame, OfferModel]:
-    """Tonight's propensity of every customer for one offer, and what decided it. ``contacts`` are
-    the offer's closed contacts."""
+                config: LoyaltyConfig, *, cells: pd.Series | None = None,
+                customer_features: Callable[[], np.ndarray] | None = None) -> tuple[pd.DataFrame, OfferModel]:
+    """Tonight's propensity of every customer for one offer (rows in the order of ``customers``),
+    and what decided it. ``contacts`` are the offer's closed contacts. ``cells`` and
+    ``customer_features`` (the classifier's matrix, computed on first use) are the same for every
+    offer of a night: score_offers computes them once."""
     strength = float(config.nbo_smoothing_strength)
     customer_prior = prior(customers, window_days, config)
-    cells = cell_of(customers)
+    cells = cell_of(customers) if cells is None else cells
     treated = contacts[contacts["arm"] != "control"]
     control = contacts[contacts["arm"] == "control"]
     positives = int(treated["is_response"].sum())
@@ -144,7 +148,7 @@ def score_offer(offer_id: str, window_days: float, customers: pd.DataFrame, cont
     tier = choose_tier(len(treated), positives, model_auc, smoothed_auc, config)
     if tier == "model":
         fitted, model_holdout, labels = scores_model
-        propensity = fitted.predict(customers)
+        propensity = fitted.predict(customers) if customer_features is None else fitted.predict_features(customer_features())
         calibration = float(model_holdout.mean() / labels.mean()) if labels.mean() > 0 else None
     ranking, control_rate, incremental = "propensity", None, None
     if len(control) >= config.nbo_min_control_contacts:
@@ -152,27 +156,42 @@ def score_offer(offer_id: str, window_days: float, customers: pd.DataFrame, cont
         control_rate = smoothed(cells, cell_counts(control), float(control["is_response"].mean()), strength)
         incremental = np.clip(propensity - control_rate, -1.0, 1.0)
     frame = pd.DataFrame({
-        "customer_id": customers["customer_id"].to_numpy(),
-        "offer_id": offer_id,
         "propensity": np.clip(propensity, 0.0, 1.0),
-        "propensity_tier": tier,
         "control_rate": control_rate if control_rate is not None else np.nan,
         "incremental_propensity": incremental if incremental is not None else np.nan,
-        "ranking": ranking,
     })
     return frame, OfferModel(offer_id, tier, ranking, len(treated), positives, len(control), model_auc, smoothed_auc, calibration)
 
 
+SCORES = ("propensity", "control_rate", "incremental_propensity")
+
+
 def score_offers(offers: pd.DataFrame, customers: pd.DataFrame, contacts: pd.DataFrame,
-                 config: LoyaltyConfig) -> tuple[pd.DataFrame, list[OfferModel]]:
-    """Every customer × offer (offers: offer_id, response_window_days), in offer order."""
+                 config: LoyaltyConfig) -> tuple[dict[str, np.ndarray], list[OfferModel]]:
+    """Every customer × offer (offers: offer_id, response_window_days, in the order they are
+    given): for each of SCORES a matrix of customers × offers (rows in the order of ``customers``,
+    columns in the order of ``offers``; NaN where the offer has no control rate), and per offer
+    what decided its tier and ranking. Matrices, not a frame of 10M candidate rows with text keys:
+    building and handing that to DuckDB cost more than the scoring itself."""
     closed = contacts[contacts["is_window_closed"]]
-    frames, models = [], []
-    for offer in offers.sort_values("offer_id").itertuples():
+    cells = cell_of(customers)
+    matrix: list[np.ndarray] = []
+
+    def customer_features() -> np.ndarray:
+        if not matrix:
+            from . import classifier
+
+            matrix.append(classifier.features(customers))
+        return matrix[0]
+
+    by_offer = {offer_id: group for offer_id, group in closed.groupby("offer_id", sort=False)}
+    scores = {name: np.empty((len(customers), len(offers))) for name in SCORES}
+    models = []
+    for index, offer in enumerate(offers.itertuples()):
         frame, model = score_offer(offer.offer_id, float(offer.response_window_days), customers,
-                                   closed[closed["offer_id"] == offer.offer_id], config)
-        frames.append(frame)
+                                   by_offer.get(offer.offer_id, closed.iloc[:0]), config,
+                                   cells=cells, customer_features=customer_features)
+        for name in SCORES:
+            scores[name][:, index] = frame[name].to_numpy(dtype=float)
         models.append(model)
-    columns = ["customer_id", "offer_id", "propensity", "propensity_tier", "control_rate", "incremental_propensity", "ranking"]
-    scores = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=columns)
     return scores, models

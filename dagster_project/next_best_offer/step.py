@@ -8,7 +8,9 @@ import time
 from typing import Callable
 
 import duckdb
+import numpy as np
 import pandas as pd
+import pyarrow as pa
 
 from ..config import LoyaltyConfig
 from ..warehouse import connect, relation_exists
@@ -44,6 +46,37 @@ def read_inputs(con: duckdb.DuckDBPyConnection, as_of: dt.date) -> tuple[pd.Data
     return offers, customers, contacts
 
 
+def key_tables(customers: pd.DataFrame, offers: pd.DataFrame, scores: dict[str, np.ndarray],
+               models: list[propensity.OfferModel], config: LoyaltyConfig) -> dict[str, pa.Table]:
+    """What the decision SQL joins the candidates to (decision.scored_joins): customer_keys (the
+    customer's position, id and arm), offer_keys (the offer's position, tier and ranking) and
+    candidate_scores, the score matrices flat with the integer key customer × offers + offer.
+    Arrow, so DuckDB reads the numbers where numpy holds them (NaN, no control rate, as null)."""
+    rows, width = len(customers), len(offers)
+
+    def flat(matrix: np.ndarray) -> pa.Array:
+        values = np.ascontiguousarray(matrix).ravel()
+        return pa.array(values, mask=np.isnan(values))
+
+    return {
+        "customer_keys": pa.table({
+            "customer_index": pa.array(np.arange(rows, dtype=np.int32)),
+            "customer_id": pa.array(customers["customer_id"].to_numpy(dtype=object), pa.string()),
+            "arm": pa.array(arm_of(customers["customer_id"], config), pa.string()),
+        }),
+        "offer_keys": pa.table({
+            "offer_index": pa.array(np.arange(width, dtype=np.int32)),
+            "offer_id": pa.array(offers["offer_id"].to_numpy(dtype=object), pa.string()),
+            "propensity_tier": pa.array([model.tier for model in models], pa.string()),
+            "ranking": pa.array([model.ranking for model in models], pa.string()),
+        }),
+        "candidate_scores": pa.table({
+            "candidate_key": pa.array(np.arange(rows * width, dtype=np.int64)),
+            **{name: flat(scores[name]) for name in propensity.SCORES},
+        }),
+    }
+
+
 def run(config: LoyaltyConfig, as_of: dt.date, log: Callable[[str], None] = print) -> Outcome:
     started = time.perf_counter()
     with connect(config.warehouse_path, config=config) as con:
@@ -54,17 +87,13 @@ def run(config: LoyaltyConfig, as_of: dt.date, log: Callable[[str], None] = prin
             return Outcome(as_of.isoformat(), 0, 0, {}, time.perf_counter() - started)
         offers, customers, contacts = read_inputs(con, as_of)
         scores, models = propensity.score_offers(offers, customers, contacts, config)
-        arms = pd.DataFrame({"customer_id": customers["customer_id"], "arm": arm_of(customers["customer_id"], config)})
+        keys = key_tables(customers, offers, scores, models, config)
         con.execute("begin transaction")
         try:
-            for table in marts.MART_TABLES:
+            for table in marts.SLICED:
                 marts.ensure_table(con, table)
-            decision.write_customer_marts(con, config, as_of, scores, arms)
+            assigned = decision.write_customer_marts(con, config, as_of, keys)
             chosen = con.execute(f"select * from {marts.NEXT_BEST_OFFERS.qualified} order by customer_id, slot").df()
-            assigned = con.execute(
-                f"select offer_id, arm, count(*) as customers from {marts.NBO_CANDIDATES.qualified}"
-                " where is_selected or drop_rule = 'control_group' group by all order by all"
-            ).df()
             perf = performance.performance_frame(as_of, contacts, models, assigned)
             # No offers delivered: no slice (the report shows the section only when there is one).
             summary = performance.summary_frame(as_of, chosen, contacts) if len(offers) else pd.DataFrame(columns=marts.NEXT_BEST_OFFER_SUMMARY.column_names)

@@ -14,60 +14,10 @@ every column.
 
 from __future__ import annotations
 
-import dataclasses
+from ..mart_contracts import SCHEMA, Column, ContractError, MartTable, ensure_table, finite
 
-import duckdb
-
-SCHEMA = "marts"
-
-
-class ContractError(RuntimeError):
-    """A mart exists with other columns than its contract: the step fails instead of drifting."""
-
-
-@dataclasses.dataclass(frozen=True)
-class Column:
-    name: str
-    type: str  # DuckDB's information_schema spelling
-    not_null: bool = True
-    check: str | None = None  # SQL condition on the column
-
-    def ddl(self) -> str:
-        parts = [self.name, self.type]
-        if self.not_null:
-            parts.append("not null")
-        if self.check:
-            parts.append(f"check ({self.check})")
-        return " ".join(parts)
-
-
-def _finite(name: str, low: float | None = None, high: float | None = None) -> str:
-    condition = f"isfinite({name})"
-    if low is not None:
-        condition += f" and {name} >= {low}"
-    if high is not None:
-        condition += f" and {name} <= {high}"
-    return condition
-
-
-@dataclasses.dataclass(frozen=True)
-class MartTable:
-    name: str
-    columns: tuple[Column, ...]
-    primary_key: tuple[str, ...]
-
-    @property
-    def qualified(self) -> str:
-        return f"{SCHEMA}.{self.name}"
-
-    @property
-    def column_names(self) -> list[str]:
-        return [column.name for column in self.columns]
-
-    def ddl(self) -> str:
-        columns = ", ".join(column.ddl() for column in self.columns)
-        return f"create table if not exists {self.qualified} ({columns}, primary key ({', '.join(self.primary_key)}))"
-
+__all__ = ["SCHEMA", "Column", "ContractError", "MartTable", "ensure_table", "MART_TABLES", "CUSTOMER_CLV_PREDICTIONS",
+           "CLV_MODEL_PARAMETERS", "CLV_CALIBRATION"]
 
 CUSTOMER_CLV_PREDICTIONS = MartTable(
     "customer_clv_predictions",
@@ -78,12 +28,12 @@ CUSTOMER_CLV_PREDICTIONS = MartTable(
         Column("frequency", "INTEGER", check="frequency >= 0"),
         Column("recency_days", "INTEGER", check="recency_days >= 0"),
         Column("t_days", "INTEGER", check="t_days >= recency_days"),
-        Column("p_alive", "DOUBLE", check=_finite("p_alive", 0, 1)),
-        Column("churn_risk", "DOUBLE", check=_finite("churn_risk", 0, 1)),
-        Column("expected_purchases_next_period", "DOUBLE", check=_finite("expected_purchases_next_period", 0)),
-        Column("expected_spend_per_purchase", "DOUBLE", check=_finite("expected_spend_per_purchase", 0)),
-        Column("margin_rate", "DOUBLE", check=_finite("margin_rate", -1, 1)),
-        Column("predicted_clv", "DOUBLE", check=_finite("predicted_clv")),
+        Column("p_alive", "DOUBLE", check=finite("p_alive", 0, 1)),
+        Column("churn_risk", "DOUBLE", check=finite("churn_risk", 0, 1)),
+        Column("expected_purchases_next_period", "DOUBLE", check=finite("expected_purchases_next_period", 0)),
+        Column("expected_spend_per_purchase", "DOUBLE", check=finite("expected_spend_per_purchase", 0)),
+        Column("margin_rate", "DOUBLE", check=finite("margin_rate", -1, 1)),
+        Column("predicted_clv", "DOUBLE", check=finite("predicted_clv")),
         Column("predicted_value_decile", "INTEGER", check="predicted_value_decile between 1 and 10"),
         Column("model", "VARCHAR"),
         Column("fitted_at", "TIMESTAMP"),
@@ -99,10 +49,10 @@ CLV_MODEL_PARAMETERS = MartTable(
         Column("history_end_date", "DATE"),
         Column("model", "VARCHAR"),
         Column("parameter", "VARCHAR"),
-        Column("value", "DOUBLE", check=_finite("value")),
+        Column("value", "DOUBLE", check=finite("value")),
         Column("time_unit", "VARCHAR"),
         Column("customers_fitted", "BIGINT", check="customers_fitted > 0"),
-        Column("log_likelihood", "DOUBLE", check=_finite("log_likelihood")),
+        Column("log_likelihood", "DOUBLE", check=finite("log_likelihood")),
         Column("converged", "BOOLEAN"),
         Column("fit_status", "VARCHAR", check="fit_status in ('fitted', 'kept_last_good')"),
         Column("message", "VARCHAR", not_null=False),
@@ -120,35 +70,18 @@ CLV_CALIBRATION = MartTable(
         Column("grouping", "VARCHAR", check="grouping in ('value_segment', 'predicted_purchases_decile')"),
         Column("group_value", "VARCHAR"),
         Column("customers", "BIGINT", check="customers > 0"),
-        Column("predicted_purchases", "DOUBLE", check=_finite("predicted_purchases", 0)),
+        Column("predicted_purchases", "DOUBLE", check=finite("predicted_purchases", 0)),
         Column("actual_purchases", "BIGINT", check="actual_purchases >= 0"),
-        Column("purchases_bias", "DOUBLE", not_null=False, check=_finite("purchases_bias")),
-        Column("purchases_mae", "DOUBLE", check=_finite("purchases_mae", 0)),
-        Column("predicted_revenue", "DOUBLE", check=_finite("predicted_revenue", 0)),
-        Column("actual_revenue", "DOUBLE", check=_finite("actual_revenue", 0)),
-        Column("revenue_bias", "DOUBLE", not_null=False, check=_finite("revenue_bias")),
-        Column("revenue_mae", "DOUBLE", check=_finite("revenue_mae", 0)),
+        Column("purchases_bias", "DOUBLE", not_null=False, check=finite("purchases_bias")),
+        Column("purchases_mae", "DOUBLE", check=finite("purchases_mae", 0)),
+        Column("predicted_revenue", "DOUBLE", check=finite("predicted_revenue", 0)),
+        Column("actual_revenue", "DOUBLE", check=finite("actual_revenue", 0)),
+        Column("revenue_bias", "DOUBLE", not_null=False, check=finite("revenue_bias")),
+        Column("revenue_mae", "DOUBLE", check=finite("revenue_mae", 0)),
         Column("predicted_alive_customers", "BIGINT", check="predicted_alive_customers >= 0"),
-        Column("predicted_alive_purchased_share", "DOUBLE", not_null=False, check=_finite("predicted_alive_purchased_share", 0, 1)),
+        Column("predicted_alive_purchased_share", "DOUBLE", not_null=False, check=finite("predicted_alive_purchased_share", 0, 1)),
     ),
     ("as_of_date", "grouping", "group_value"),
 )
 
 MART_TABLES = (CUSTOMER_CLV_PREDICTIONS, CLV_MODEL_PARAMETERS, CLV_CALIBRATION)
-
-
-def ensure_table(con: duckdb.DuckDBPyConnection, table: MartTable) -> None:
-    """Creates the mart if absent; fails if it exists with other column names or types."""
-    con.execute(f"create schema if not exists {SCHEMA}")
-    con.execute(table.ddl())
-    found = con.execute(
-        "select column_name, data_type from information_schema.columns"
-        " where table_schema = ? and table_name = ? order by ordinal_position",
-        [SCHEMA, table.name],
-    ).fetchall()
-    declared = [(column.name, column.type) for column in table.columns]
-    if [(name, kind.upper()) for name, kind in found] != declared:
-        raise ContractError(
-            f"{table.qualified} does not match its contract (the MartTable that declares it): "
-            f"found {found}, declared {declared}; drop the table to rebuild it"
-        )
