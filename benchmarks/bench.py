@@ -53,18 +53,19 @@ CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 GB = 1024 ** 3
 REL_TOLERANCE = 1e-6
 
-# The targets of the issue "Benchmark at scale".
+# The targets of the performance issue ("a night that costs what its new data costs"): ratios
+# to the raw DuckDB floor measured in the same run, the fixed cost, memory, 100M.
 TARGETS = {
-    "fixed_cost_s": 15.0,  # 1M full run
-    "t10m_s": 40.0,
-    "t10m_rss_gb": 4.0,
-    "marginal": 3.0,  # (pipeline@50M − pipeline@1M) / (floor@50M − floor@1M)
-    "t50m_s": 150.0,
-    "t50m_rss_gb": 24.0,
-    "pandas_ratio_10m": 1.0,  # pandas / pipeline
-    "pandas_ratio_50m": 2.0,
-    "incremental_s": 20.0,
+    "incremental_per_floor_10m": 1.0,  # incremental night (10M warehouse + 1 day) ÷ floor at 10M
+    "full_per_floor_10m": 4.0,
+    "full_per_floor_50m": 3.0,
+    "fixed_cost_s": 15.0,  # full run at 1M, wall, at a load average below FIXED_COST_MAX_LOAD
+    "pandas_ratio_10m": 1.0,  # pandas wall ÷ pipeline wall
+    "rss_10m_gb": 3.0,
+    "rss_50m_gb": 8.0,
+    "rss_100m_gb": 24.0,  # completes within the machine's memory (DuckDB spilling)
 }
+FIXED_COST_MAX_LOAD = 1.5
 
 
 class BenchmarkMismatch(AssertionError):
@@ -864,80 +865,80 @@ def machine(engine: str = "duckdb") -> dict:
 
 
 def evaluate_targets(results: dict[int, SizeResult]) -> list[tuple[str, str, str, bool | None]]:
-    """(target, limit, measured, pass?) for every target of the issue; None = not measured.
-    A pipeline run stopped at the timeout counts with its wall time as a lower bound."""
+    """(measure, target, measured, pass?) for every target of the performance issue; None = not
+    measured (or not decidable, e.g. the fixed cost measured on a loaded machine). A pipeline run
+    stopped at the timeout counts with its wall time as a lower bound."""
     def timed(n, way="pipeline"):
-        """(wall, cpu, rss, is_lower_bound) of the best run, or None."""
+        """(wall, cpu, rss, is_lower_bound, measurement) of the best run, or None."""
         r = results.get(n)
         m = r and SizeResult.best(getattr(r, way))
         if not m or m.skipped:
             return None
         if m.ok:
-            return m.wall_s, m.cpu_s, m.peak_rss_gb, False
+            return m.wall_s, m.cpu_s, m.peak_rss_gb, False, m
         if m.killed and m.killed.startswith("timeout"):
-            return m.wall_s, m.cpu_s, m.peak_rss_gb, True
+            return m.wall_s, m.cpu_s, m.peak_rss_gb, True, m
         return None
 
-    def fmt(t, unit="s", index=0):
-        if t is None:
-            return "—"
-        value = t[index]
-        text = f"{value:.1f} s" if unit == "s" else f"{value:.2f} GB"
-        return (f"> {text} (stopped)" if unit == "s" else f"{text} when stopped") if t[3] else text
+    def at_most(value: float, limit: float, lower_bound: bool) -> bool | None:
+        if lower_bound:  # the true value is larger: only a failure is known
+            return False if value > limit else None
+        return value <= limit
 
     rows: list[tuple[str, str, str, bool | None]] = []
-    p1, p10, p50 = timed(1_000_000), timed(10_000_000), timed(50_000_000)
-    rows.append(("fixed cost: 1M full run", f"≤ {TARGETS['fixed_cost_s']:g} s", fmt(p1),
-                 None if p1 is None else (False if p1[3] else p1[0] <= TARGETS["fixed_cost_s"])))
-    rows.append(("10M full run", f"≤ {TARGETS['t10m_s']:g} s", fmt(p10),
-                 None if p10 is None else (False if p10[3] else p10[0] <= TARGETS["t10m_s"])))
-    rows.append(("10M peak RSS", f"≤ {TARGETS['t10m_rss_gb']:g} GB", fmt(p10, "gb", 2),
-                 None if p10 is None else (p10[2] <= TARGETS["t10m_rss_gb"] if not p10[3] else
-                                           (False if p10[2] > TARGETS["t10m_rss_gb"] else None))))
-    f1, f50 = timed(1_000_000, "floor"), timed(50_000_000, "floor")
-    if None in (p1, p50, f1, f50) or f50[0] == f1[0]:
-        rows.append(("marginal cost (pipe@50M − pipe@1M) / (floor@50M − floor@1M), wall", f"≤ {TARGETS['marginal']:g}", "—", None))
+    floor10 = timed(10_000_000, "floor")
+    inc = results.get(10_000_000) and results[10_000_000].incremental
+    if inc and inc.ok and floor10:
+        ratio = inc.wall_s / floor10[0]
+        rows.append(("incremental night (10M warehouse + 1 day of new rows) ÷ floor at 10M",
+                     f"≤ {TARGETS['incremental_per_floor_10m']:g}",
+                     f"{ratio:.2f} ({inc.wall_s:.1f} s ÷ {floor10[0]:.1f} s)", ratio <= TARGETS["incremental_per_floor_10m"]))
     else:
-        for index, what in ((0, "wall"), (1, "CPU")):
-            marginal = (p50[index] - p1[index]) / (f50[index] - f1[index])
-            bound = p50[3]
-            ok = marginal <= TARGETS["marginal"] if not bound else (False if marginal > TARGETS["marginal"] else None)
-            rows.append((f"marginal cost (pipe@50M − pipe@1M) / (floor@50M − floor@1M), {what}", f"≤ {TARGETS['marginal']:g}",
-                         f"{'≥ ' if bound else ''}{marginal:.2f}{' (50M run stopped)' if bound else ''}", ok))
-    rows.append(("50M full run", f"≤ {TARGETS['t50m_s']:g} s", fmt(p50),
-                 None if p50 is None else (False if p50[3] else p50[0] <= TARGETS["t50m_s"])))
-    rows.append(("50M peak RSS", f"≤ {TARGETS['t50m_rss_gb']:g} GB", fmt(p50, "gb", 2),
-                 None if p50 is None else (p50[2] <= TARGETS["t50m_rss_gb"] if not p50[3] else
-                                           (False if p50[2] > TARGETS["t50m_rss_gb"] else None))))
-    for n, key in ((10_000_000, "pandas_ratio_10m"), (50_000_000, "pandas_ratio_50m")):
-        r = results.get(n)
-        name = f"pandas / pipeline at {_label(n)}"
-        limit = f"≥ {TARGETS[key]:g} (or pandas does not fit)"
-        if r is None:
-            rows.append((name, limit, "—", None))
-            continue
-        p = SizeResult.best(r.pandas)
-        pipe = timed(n)
-        if p is None:
-            rows.append((name, limit, "—", None))
-        elif p.skipped or p.killed:
-            fits = "fit" in (p.skipped or "") or (p.killed or "").startswith("memory")
-            rows.append((name, limit, f"pandas does not fit ({p.skipped or p.killed})" if fits else (p.skipped or p.killed),
-                         True if fits else None))
-        elif pipe:
-            ratio = p.wall_s / pipe[0]
-            if pipe[3]:  # the pipeline's time is a lower bound: the ratio an upper bound
-                ok = False if ratio < TARGETS[key] else None
-                rows.append((name, limit, f"< {ratio:.2f} (pipeline stopped)", ok))
-            else:
-                rows.append((name, limit, f"{ratio:.2f}", ratio >= TARGETS[key]))
+        rows.append(("incremental night (10M warehouse + 1 day of new rows) ÷ floor at 10M",
+                     f"≤ {TARGETS['incremental_per_floor_10m']:g}", "—", None))
+    for n, key in ((10_000_000, "full_per_floor_10m"), (50_000_000, "full_per_floor_50m")):
+        pipe, floor = timed(n), timed(n, "floor")
+        name = f"full run {_label(n)} ÷ floor {_label(n)}"
+        if pipe and floor:
+            ratio = pipe[0] / floor[0]
+            rows.append((name, f"≤ {TARGETS[key]:g}", f"{'≥ ' if pipe[3] else ''}{ratio:.1f} ({pipe[0]:.1f} s ÷ {floor[0]:.1f} s)",
+                         at_most(ratio, TARGETS[key], pipe[3])))
         else:
-            rows.append((name, limit, "—", None))
-    inc = next((r.incremental for r in results.values() if r.incremental is not None), None)
-    inc_size = next((n for n, r in results.items() if r.incremental is not None), None)
-    rows.append((f"incremental night ({_label(inc_size) if inc_size else '10M'} + 1 day)", f"≤ {TARGETS['incremental_s']:g} s",
-                 _fmt_s(inc.wall_s if inc and inc.ok else None),
-                 None if not (inc and inc.ok) else inc.wall_s <= TARGETS["incremental_s"]))
+            rows.append((name, f"≤ {TARGETS[key]:g}", "—", None))
+    p1 = timed(1_000_000)
+    limit = f"≤ {TARGETS['fixed_cost_s']:g} s (load < {FIXED_COST_MAX_LOAD:g})"
+    if p1:
+        load = max(p1[4].extra.get("load_before", 0.0), p1[4].extra.get("load_after", 0.0))
+        verdict = at_most(p1[0], TARGETS["fixed_cost_s"], p1[3])
+        if load >= FIXED_COST_MAX_LOAD and verdict is False:
+            verdict = None  # measured on a loaded machine: not the issue's condition
+        rows.append(("fixed cost: full run at 1M (wall)", limit, f"{p1[0]:.1f} s (load {load:.1f})", verdict))
+    else:
+        rows.append(("fixed cost: full run at 1M (wall)", limit, "—", None))
+    r10 = results.get(10_000_000)
+    pandas10 = r10 and SizeResult.best(r10.pandas)
+    p10 = timed(10_000_000)
+    name, limit = "pandas way ÷ pipeline at 10M", f"≥ {TARGETS['pandas_ratio_10m']:g}"
+    if pandas10 and pandas10.ok and p10:
+        ratio = pandas10.wall_s / p10[0]
+        rows.append((name, limit, f"{'< ' if p10[3] else ''}{ratio:.2f}", (False if ratio < TARGETS["pandas_ratio_10m"] else None)
+                     if p10[3] else ratio >= TARGETS["pandas_ratio_10m"]))
+    else:
+        rows.append((name, limit, "—", None))
+    for n, key in ((10_000_000, "rss_10m_gb"), (50_000_000, "rss_50m_gb")):
+        pipe = timed(n)
+        rows.append((f"peak memory at {_label(n)}", f"≤ {TARGETS[key]:g} GB",
+                     "—" if pipe is None else f"{pipe[2]:.2f} GB{' when stopped' if pipe[3] else ''}",
+                     None if pipe is None else at_most(pipe[2], TARGETS[key], pipe[3])))
+    p100 = timed(100_000_000)
+    rows.append(("100M transactions, full run", f"completes within {TARGETS['rss_100m_gb']:g} GB (spilling), time reported",
+                 "—" if p100 is None else f"{p100[0]:.1f} s, {p100[2]:.2f} GB{' (stopped)' if p100[3] else ''}",
+                 None if p100 is None else (False if p100[3] else p100[2] <= TARGETS["rss_100m_gb"])))
+    week = next((r.incremental.extra.get("week_equal") for r in results.values()
+                 if r.incremental is not None and "week_equal" in r.incremental.extra), None)
+    rows.append(("a week of nights (7 × 1 day) then a fresh full run on the last date",
+                 "identical marts and byte-identical export",
+                 "—" if week is None else ("identical" if week else "different"), week))
     return rows
 
 
@@ -1058,7 +1059,10 @@ def render_report(results: dict[int, SizeResult], info: dict, project: Project, 
     if not other:  # the targets are the DuckDB pipeline's (issue "Benchmark at scale")
         add("## Targets")
         add("")
-        add("| target | limit | measured | |")
+        add("Ratios to the raw DuckDB floor measured in this run. Inconclusive: a miss measured at a load")
+        add(f"average of {FIXED_COST_MAX_LOAD:g} or more (the fixed-cost target is for a quiet machine).")
+        add("")
+        add("| measure | target | measured | |")
         add("| --- | --- | --- | --- |")
         for name, limit, measured, ok in evaluate_targets(results):
             verdict = "PASS" if ok else ("FAIL" if ok is False else ("not measured" if measured == "—" else "inconclusive"))
