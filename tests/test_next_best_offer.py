@@ -4,6 +4,7 @@ classifier judged on contacts it never saw. One pipeline night (the nbo_night se
 tests/nbo_support.py); everything else is unit tests on small frames."""
 
 import datetime as dt
+import hashlib
 
 import numpy as np
 import pandas as pd
@@ -142,6 +143,12 @@ def test_arms_never_change_when_customers_arrive_and_match_the_shares():
     assert abs(shares["control"] - config.nbo_control_share) < 0.01
     assert abs(shares["random"] - config.nbo_random_share) < 0.01
     assert (hash_fraction(first[:3], config.nbo_arm_salt) == hash_fraction(first[:3], config.nbo_arm_salt)).all()
+
+
+def test_the_hash_fraction_is_md5s_first_32_bits_of_the_utf8_id():
+    ids = ["C0000001", "åäö-ü", "客户42", "a'b", " x ", ""]
+    expected = [int.from_bytes(hashlib.md5(f"salt'1:{c}".encode()).digest()[:4], "big") / 2**32 for c in ids]
+    assert hash_fraction(ids, "salt'1").tolist() == expected
 
 
 def test_the_night_uses_the_persistent_arms_and_the_history_too(nbo_night):
