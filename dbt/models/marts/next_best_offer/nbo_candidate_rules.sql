@@ -72,9 +72,11 @@ days_ago as (
 ),
 
 product_purchases as (
+    -- Only the offers' products: the join below matches nothing else (grouping every customer ×
+    -- product of 100M transactions took 45 s on a night without a single offer).
     select customer_id, product_id, max(transaction_date) as last_purchase_date
     from transactions
-    where product_id is not null
+    where product_id in (select product_id from offers)
     group by customer_id, product_id
 ),
 
