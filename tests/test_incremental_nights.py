@@ -65,53 +65,71 @@ def _night(raw: Path, root: Path, warehouse: Path, as_of: dt.date, overrides: di
 
 
 def _week(raw: Path, root: Path, overrides: dict) -> tuple[Path, list[tuple[dt.date, str, str]]]:
-    """The first build and seven nights; returns the warehouse and each night's (as-of, mode, reason)."""
+    """The first build and seven nights; returns the warehouse and each night's (as-of, mode, reason).
+
+    The two nights that must rebuild in full (a replaced file, a conflicting id) come first, so
+    the five incremental nights after them all lead to the state compared with the fresh build."""
     warehouse = root / "warehouse.duckdb"
     nights = []
 
     def night(as_of: dt.date) -> None:
         nights.append((as_of, *_night(raw, root, warehouse, as_of, overrides)))
 
+    def day(offset: int) -> dt.date:
+        return BASE + dt.timedelta(days=offset)
+
+    # A store feed, and customers who lapse during the week without any new row: their last
+    # purchase turns 365 days old on 10-28 and 10-30 (lost then, with their revenue before the lapse).
+    write_csv(raw / "transactions" / "store_feed.csv", TRANSACTION_HEADER, [
+        ("S1", "C0000003", "2026-09-01", "410.00", "P0008", "store"),
+        ("S2", "C0000004", "2026-10-01", "95.00", "", "store"),
+        ("S3", "C0000005", "2026-10-20", "-20.00", "P0008", "store"),
+    ])
+    write_csv(raw / "transactions" / "lapsing.csv", TRANSACTION_HEADER, [
+        ("X1", "LAPSE1", "2025-10-28", "200.00", "P0005", "store"),
+        ("X2", "LAPSE2", "2025-06-01", "70.00", "P0005", "store"),
+        ("X3", "LAPSE2", "2025-10-30", "90.00", "P0006", "store"),
+    ])
     night(BASE)
-    for offset in (1, 2):
-        day = BASE + dt.timedelta(days=offset)
-        _day_file(raw, day, offset)
-        night(day)
-    # 10-27: a store's late file: rows on a period edge a year ago, mid-history, and before the
+    # 10-25: the store feed is delivered again, corrected: a row changed, one dropped, one added.
+    _day_file(raw, day(1), 1)
+    write_csv(raw / "transactions" / "store_feed.csv", TRANSACTION_HEADER, [
+        ("S1", "C0000003", "2026-09-01", "401.00", "P0008", "store"),
+        ("S4", "C0000006", "2026-10-02", "33.00", "P0009", "store"),
+    ])
+    night(day(1))
+    # 10-26: a file repeats an id loaded earlier with other values (both go to quarantine).
+    rows = _day_rows(day(2), 40, 2)
+    rows.append(("X1", "LAPSE1", "2025-10-28", "201.00", "P0005", "store"))
+    rows.append(("X1b", "LAPSE1", "2025-10-28", "200.00", "P0005", "store"))
+    write_csv(raw / "transactions" / f"day_{day(2):%Y%m%d}.csv", TRANSACTION_HEADER, rows)
+    night(day(2))
+    # 10-27: a till's file for tomorrow arrives early: its rows count from tomorrow's night on.
+    _day_file(raw, day(3), 3)
+    write_csv(raw / "transactions" / "early_20261028.csv", TRANSACTION_HEADER,
+              [("E1", "C0000021", "2026-10-28", "55.00", "P0007", "till")])
+    night(day(3))
+    # 10-28: a store's late file: rows on a period edge a year ago, mid-history, and before the
     # oldest row (the periods now reach one year further back), a refund among them.
-    day = BASE + dt.timedelta(days=3)
-    _day_file(raw, day, 3)
+    _day_file(raw, day(4), 4)
     write_csv(raw / "transactions" / "late_store.csv", TRANSACTION_HEADER, [
-        ("L1", "C0000007", "2025-10-27", "300.00", "P0002", "store"),
+        ("L1", "C0000007", "2025-10-28", "300.00", "P0002", "store"),
         ("L2", "C0000008", "2024-03-15", "80.00", "", "store"),
         ("L3", "C0000009", "2022-06-01", "450.00", "P0003", "store"),
-        ("L4", "C0000007", "2025-10-28", "-50.00", "P0002", "store"),
+        ("L4", "C0000007", "2025-10-29", "-50.00", "P0002", "store"),
     ])
-    night(day)
-    # 10-28: two customers ask to be erased (one of them in the late file).
-    day = BASE + dt.timedelta(days=4)
-    _day_file(raw, day, 4)
+    night(day(4))
+    # 10-29: two customers ask to be erased (one of them in the late file).
+    _day_file(raw, day(5), 5)
     write_csv(raw / "erasures" / "erasures.csv", ["customer_id", "requested_at"],
-              [("C0000009", "2026-10-28"), ("C0000011", "2026-10-28")])
-    night(day)
-    # 10-29: the file of 10-25 is delivered again, corrected: other amounts, rows dropped and added.
-    day = BASE + dt.timedelta(days=5)
-    _day_file(raw, day, 5)
-    corrected = _day_rows(BASE + dt.timedelta(days=1), 40, 1)[5:]
-    corrected = [(tid, cust, date, f"{float(amount) + 1:.2f}", prod, ch) for tid, cust, date, amount, prod, ch in corrected]
-    corrected.append(("D20261025-extra", "C0000013", "2026-10-25", "999.00", "P0004", "web"))
-    write_csv(raw / "transactions" / "day_20261025.csv", TRANSACTION_HEADER, corrected)
-    night(day)
-    # 10-30: a file repeats an id loaded earlier with other values (both go to quarantine).
-    day = BASE + dt.timedelta(days=6)
-    rows = _day_rows(day, 40, 6)
-    rows.append(("L1", "C0000007", "2025-10-27", "301.00", "P0002", "store"))
-    write_csv(raw / "transactions" / f"day_{day:%Y%m%d}.csv", TRANSACTION_HEADER, rows)
-    night(day)
+              [("C0000009", "2026-10-29"), ("C0000011", "2026-10-29")])
+    night(day(5))
+    _day_file(raw, day(6), 6)
+    night(day(6))
     # 11-01: the night of 10-31 did not run; two days of files, one night.
     for offset in (7, 8):
-        _day_file(raw, BASE + dt.timedelta(days=offset), offset)
-    night(BASE + dt.timedelta(days=8))
+        _day_file(raw, day(offset), offset)
+    night(day(8))
     return warehouse, nights
 
 
@@ -146,8 +164,8 @@ def _assert_same(nightly: Path, fresh: Path, as_of: dt.date) -> None:
     for (schema, table), columns in sorted(tables.items()):
         left, right = _rows(nightly, schema, table, columns, as_of), _rows(fresh, schema, table, columns, as_of)
         if left != right:
-            only_left = sorted(set(left) - set(right))[:3]
-            only_right = sorted(set(right) - set(left))[:3]
+            only_left = sorted(set(left) - set(right), key=repr)[:3]
+            only_right = sorted(set(right) - set(left), key=repr)[:3]
             differences.append(f"{schema}.{table}: {len(left)} vs {len(right)} rows; nightly only {only_left}; fresh only {only_right}")
     assert not differences, "\n".join(differences)
 
@@ -175,21 +193,25 @@ def test_a_week_of_nights_equals_a_fresh_build(tmp_path):
     nightly, fresh, nights, last = _week_then_fresh(tmp_path, {})
     modes = [(as_of.isoformat(), mode) for as_of, mode, _ in nights]
     assert modes == [
-        ("2026-10-24", "full"), ("2026-10-25", "incremental"), ("2026-10-26", "incremental"),
-        ("2026-10-27", "incremental"), ("2026-10-28", "incremental"), ("2026-10-29", "full"),
-        ("2026-10-30", "full"), ("2026-11-01", "incremental"),
+        ("2026-10-24", "full"), ("2026-10-25", "full"), ("2026-10-26", "full"),
+        ("2026-10-27", "incremental"), ("2026-10-28", "incremental"), ("2026-10-29", "incremental"),
+        ("2026-10-30", "incremental"), ("2026-11-01", "incremental"),
     ], nights
     reasons = [reason for _, _, reason in nights]
     assert reasons[0] == "no earlier build to continue from"
-    assert reasons[1].startswith("1 new transactions file(s), ")
-    assert reasons[3].startswith("2 new transactions file(s), ")  # the day and the late file
-    assert "day_20261025.csv was replaced" in reasons[5]
-    assert "moved to quarantine" in reasons[6]
+    assert "store_feed.csv was replaced" in reasons[1]
+    assert "moved to quarantine" in reasons[2]
+    assert reasons[3].startswith("2 new transactions file(s), ")  # the day and tomorrow's early file
+    assert reasons[4].startswith("2 new transactions file(s), ")  # the day and the late file
+    assert reasons[5].startswith("1 new transactions file(s), ")
     assert reasons[7].startswith("2 new transactions file(s), ")
     _assert_same(nightly, fresh, last)
     _assert_same_export(nightly.parent, fresh.parent, last)
-    # The erased customers are in no table, carried over or not.
     with duckdb.connect(str(nightly), read_only=True) as con:
+        assert con.execute("select customer_id, lifecycle_stage, revenue_before_lapse from intermediate.int_customer_lifecycle_staged"
+                           " where customer_id like 'LAPSE%' order by 1").fetchall() == [
+            ("LAPSE1", "lost", 200), ("LAPSE2", "lost", 160)]
+        # The erased customers are in no table, carried over or not.
         for table in ("int_customer_periods_aggregated", "int_customer_lifecycle_staged"):
             assert con.execute(
                 f"select count(*) from intermediate.{table} where customer_id in ('C0000009', 'C0000011')").fetchone()[0] == 0
