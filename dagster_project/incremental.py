@@ -1,17 +1,17 @@
 """What changed since the last build: the plan of the incremental intermediates (README "Incremental nights").
 
-Two dbt models continue their previous build on DuckDB instead of re-aggregating every transaction
-(dbt/macros/incremental.sql): ``int_customer_periods_aggregated`` and
-``int_customer_lifecycle_staged``. Before `dbt build` this module decides whether tonight can
+Three dbt models continue their previous build on DuckDB instead of re-aggregating every
+transaction (dbt/macros/incremental.sql): ``int_customer_periods_aggregated``,
+``int_customer_lifecycle_staged`` and ``int_customer_rfm``. Before `dbt build` this module decides whether tonight can
 continue, and for which customers the raw rows changed:
 
 - a snapshot of the ingest log (transactions and products), of the dbt vars and of the dbt code is
-  taken at every build that built both models and succeeded (``ops.incremental_snapshot*``);
+  taken at every build that built all of them and succeeded (``ops.incremental_snapshot*``);
 - tonight's ingest log against it: files loaded since are new rows, and their customers are the
   changed customers (``ops.changed_customers``). A replaced file, rows of an earlier file moved to
   quarantine by a conflicting id, a changed products file, changed vars or code, a backfill of
   several dates, an as-of date more than a year from the previous one, Spark, or no snapshot:
-  a full rebuild (the two tables are dropped and built anew), and the log says why in one line;
+  a full rebuild (the tables are dropped and built anew), and the log says why in one line;
 - erasures need nothing here: the models never carry over a customer listed in raw.erasures;
 - which customers' rows moved to another period with the as-of date is decided in SQL, from the
   as-of date the previous build holds.
@@ -33,9 +33,9 @@ import duckdb
 
 from .warehouse import quote_literal
 
-INCREMENTAL_MODELS = ("int_customer_periods_aggregated", "int_customer_lifecycle_staged")
+INCREMENTAL_MODELS = ("int_customer_periods_aggregated", "int_customer_lifecycle_staged", "int_customer_rfm")
 CUSTOMER_LEVEL_MODELS = ("int_customer_lifecycle_staged",)
-# Sources whose rows the two models read (erasures are handled in the models themselves).
+# Sources whose rows the models read (erasures are handled in the models themselves).
 WATCHED_SOURCES = ("transactions", "products")
 LOGGED_STATUSES = ("loaded", "replaced", "superseded")
 # Farther than this from the previous as-of date, a night is a full rebuild (the SQL walks the
@@ -179,7 +179,7 @@ def plan_build(warehouse: Path, variables: Mapping[str, Any], project_dir: Path,
 
 
 def record_build(warehouse: Path, plan: Plan) -> None:
-    """After a successful build of both models: the snapshot the next night compares with."""
+    """After a successful build of every incremental model: the snapshot the next night compares with."""
     with duckdb.connect(str(warehouse)) as con:
         con.execute("begin transaction")
         con.execute(f"create or replace table {SNAPSHOT} (vars varchar not null, code varchar not null, built_at timestamp)")
