@@ -1,10 +1,11 @@
 {#- Incremental intermediates (README "Incremental nights").
 
-    int_customer_periods_aggregated and int_customer_lifecycle_staged are incremental on DuckDB:
-    a night starts from the previous build ({{ this }}), recomputes only the customers whose rows
-    changed or whose rows moved to another period since the as-of date the previous build was
-    made for, carries every other customer's figures over, and writes the whole table again (the
-    as-of dependent columns change for everyone: as_of_date, period bounds, days since ...).
+    int_customer_periods_aggregated, int_customer_lifecycle_staged and int_customer_rfm are
+    incremental on DuckDB: a night starts from the previous build ({{ this }}), recomputes only the
+    customers whose rows changed or who have rows on a day that an edge of tonight's as-of date
+    (a period edge, the calibration end) passed since the as-of date the previous build was made
+    for, carries every other customer's figures over, and writes the whole table again (the as-of
+    dependent columns change for everyone: as_of_date, period bounds, days since, ages ...).
 
     What changed in raw is decided before dbt runs, by dagster_project/incremental.py (the ingest
     log against a snapshot of it taken at the last build, the configuration, the models' code): it
