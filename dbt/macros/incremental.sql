@@ -33,11 +33,13 @@
     {{ return(api.Relation.create(schema='ops', identifier=identifier)) }}
 {%- endmacro %}
 
-{#- True when this build continues the previous one: the model exists (is_incremental()) and the
-    pipeline found nothing that needs a full rebuild (ops.incremental_build says 'incremental').
-    False on Spark, at parse time, in unit tests, and without the ops table (a hand-run dbt). -#}
+{#- Called by a model after its own is_incremental() (the model exists, no --full-refresh; false in
+    dbt's unit tests, which override it in the model's context): true when the pipeline found
+    nothing that needs a full rebuild (ops.incremental_build says 'incremental') and the previous
+    build holds one as-of date. False on Spark, at parse time, and without the ops table (a
+    hand-run dbt). -#}
 {% macro continues_previous_build() -%}
-    {%- if target.type == 'spark' or not execute or not is_incremental() -%}
+    {%- if target.type == 'spark' or not execute or this is none -%}
     {{ return(false) }}
     {%- endif -%}
     {%- set relation = adapter.get_relation(database=target.database, schema='ops', identifier='incremental_build') -%}

@@ -19,7 +19,8 @@
     incremental_strategy='replace',
     on_schema_change='fail',
 ) }}
-{%- set continues = continues_previous_build() %}
+{#- is_incremental() here, in the model: dbt's unit tests override it (false). -#}
+{%- set continues = is_incremental() and continues_previous_build() %}
 with
 
 all_transactions as (
