@@ -17,7 +17,10 @@ the largest sum of RSS over the whole process tree, sampled from /proc every 50 
 All three must agree on every cell of marts.segment_flow_matrix and every row of
 marts.segment_clv (1e-6 relative): otherwise the benchmark fails loudly (exit code 3).
 (d) The incremental night: one more day of transactions as a new file in the landing copy, and
-`loyalty run` for as-of + 1 on the same warehouse (checked against the floor too).
+`loyalty run` for as-of + 1 on the same warehouse (checked against the floor too), then (unless
+--no-incremental-check) a fresh full run of as-of + 1 into a new warehouse: every table of
+intermediate and marts must equal the night's row for row, and the export files byte for byte.
+Each size's runs write their export and published copy under <work>/<size>/outputs.
 """
 
 from __future__ import annotations
@@ -282,8 +285,10 @@ class Project:
     snapshot: bool
 
     def run_command(self, as_of: dt.date, raw_dir: Path, warehouse: Path,
-                    config: Path | None = None) -> tuple[list[str], dict]:
+                    config: Path | None = None, outputs: Path | None = None) -> tuple[list[str], dict]:
         args = ["run", "--as-of", as_of.isoformat(), "--raw-dir", str(raw_dir), "--warehouse", str(warehouse)]
+        if outputs is not None:  # export and published copy of this run (default: the project's data/)
+            args += ["--export-dir", str(outputs / "exports"), "--publish-dir", str(outputs / "published")]
         if config is not None:  # the engine's settings (engine: spark …); without it loyalty.yml, if any
             args += ["--config", str(config)]
         loyalty = self.python.with_name("loyalty")
@@ -619,8 +624,9 @@ def run_pandas(raw: Path, as_of: dt.date, out: Path, python: Path, timeout: floa
 
 
 def run_pipeline(project: Project, raw: Path, as_of: dt.date, warehouse: Path, timeout: float | None,
-                 echo: bool, config: Path | None = None, name: str = "pipeline") -> tuple[Measurement, dict | None, dict]:
-    cmd, env = project.run_command(as_of, raw, warehouse, config)
+                 echo: bool, config: Path | None = None, name: str = "pipeline",
+                 outputs: Path | None = None) -> tuple[Measurement, dict | None, dict]:
+    cmd, env = project.run_command(as_of, raw, warehouse, config, outputs)
     watch = {} if warehouse.exists() else {"warehouse_created": warehouse}
     spark_raw = warehouse.with_name(warehouse.stem + ".spark") / "raw"  # config.spark_path's default
     if config is not None and not spark_raw.exists():
@@ -654,6 +660,61 @@ def compare_all(results: dict[str, dict | None], context: str) -> list[str]:
     return compared
 
 
+# Wall-clock columns (when the predictive CLV parameters were fitted): the only ones two builds of the
+# same data may differ in.
+WALL_CLOCK_COLUMNS = {"fitted_at"}
+
+
+def compare_warehouses(built: Path, fresh: Path, as_of: dt.date) -> tuple[list[str], list[str]]:
+    """Every table of intermediate and marts, row for row (EXCEPT ALL both ways; the slice marts'
+    ``as_of`` slice): returns (what was compared, the differences)."""
+    import duckdb
+
+    compared, problems = [], []
+    with duckdb.connect() as con:
+        con.execute(f"attach '{built}' as built (read_only)")
+        con.execute(f"attach '{fresh}' as fresh (read_only)")
+
+        def tables(db: str) -> dict[tuple[str, str], list[str]]:
+            found: dict[tuple[str, str], list[str]] = {}
+            for schema, table, column in con.execute(
+                "select table_schema, table_name, column_name from information_schema.columns"
+                " where table_catalog = ? and table_schema in ('intermediate', 'marts') order by ordinal_position", [db]
+            ).fetchall():
+                found.setdefault((schema, table), []).append(column)
+            return found
+
+        left, right = tables("built"), tables("fresh")
+        if set(left) != set(right):
+            problems.append(f"tables differ: only incremental {sorted(set(left) - set(right))}, only fresh {sorted(set(right) - set(left))}")
+        for (schema, table), columns in sorted(right.items()):
+            if (schema, table) not in left:
+                continue
+            if left[(schema, table)] != columns:
+                problems.append(f"{schema}.{table}: columns differ")
+                continue
+            listed = ", ".join(f'"{c}"' for c in columns if c not in WALL_CLOCK_COLUMNS)
+            where = f"where as_of_date = date '{as_of}'" if "as_of_date" in columns else ""
+            one = f'select {listed} from built."{schema}"."{table}" {where}'
+            other = f'select {listed} from fresh."{schema}"."{table}" {where}'
+            rows = con.execute(f"select count(*) from ({other})").fetchone()[0]
+            missing = con.execute(f"select count(*) from ({other} except all {one})").fetchone()[0]
+            extra = con.execute(f"select count(*) from ({one} except all {other})").fetchone()[0]
+            compared.append(f"{schema}.{table} ({rows:,})")
+            if missing or extra:
+                problems.append(f"{schema}.{table}: {missing} rows only in the fresh build, {extra} only in the incremental one")
+    return compared, problems
+
+
+def compare_exports(built: Path, fresh: Path, as_of: dt.date) -> tuple[list[str], list[str]]:
+    """The export files of ``as_of`` byte for byte (not the delta, which compares with the previous
+    export in its folder, nor the manifest, which names the run)."""
+    names = sorted(p.name for p in fresh.glob(f"*_{as_of.isoformat()}.*")
+                   if not p.name.endswith((".manifest.json", "_delta.csv")))
+    problems = [name for name in names if not (built / name).exists() or (built / name).read_bytes() != (fresh / name).read_bytes()]
+    return names, [f"export file {name} differs" for name in problems]
+
+
 def log(text: str) -> None:
     print(f"[bench {time.strftime('%H:%M:%S')}] {text}", file=sys.stderr, flush=True)
 
@@ -663,6 +724,7 @@ def run_size(
     incremental: bool = False, skip_pandas_above: int | None = None, pandas_memory_limit: int | None = None,
     pipeline_timeout: float = 600.0, profile: bool = False, echo: bool = False, threads: int | None = None,
     engine: str = "duckdb", engine_config: Path | None = None, duckdb_reference: bool = True,
+    incremental_check: bool = True,
 ) -> SizeResult:
     """One size. With another ``engine`` (config ``engine_config``), the pipeline runs on it; the
     floor and pandas stay the DuckDB and pandas references, and (``duckdb_reference``) the DuckDB
@@ -689,7 +751,8 @@ def run_size(
             stale.unlink(missing_ok=True)
         shutil.rmtree(warehouse.with_name(warehouse.stem + ".spark"), ignore_errors=True)
         log(f"{label}: pipeline run {attempt + 1}/{repeat} (engine {engine}) …")
-        m, fig, st = run_pipeline(project, landing, as_of, warehouse, pipeline_timeout, echo, engine_config)
+        m, fig, st = run_pipeline(project, landing, as_of, warehouse, pipeline_timeout, echo, engine_config,
+                                  outputs=folder / "outputs")
         m.extra["engine"] = engine
         pipelines.append(m)
         log(f"{label}: pipeline {_status(m)}")
@@ -760,7 +823,8 @@ def run_size(
         day = as_of + dt.timedelta(days=1)
         day_file = generate.generate_day(params, day, landing / "transactions" / f"transactions_{day:%Y%m%d}.csv")
         log(f"{label}: incremental night: {day_file.name} ({_count_lines(day_file) - 1:,} rows), run for {day} …")
-        m, fig, st = run_pipeline(project, landing, day, warehouse, pipeline_timeout, echo, engine_config)
+        m, fig, st = run_pipeline(project, landing, day, warehouse, pipeline_timeout, echo, engine_config,
+                                  outputs=folder / "outputs")
         result.incremental, result.incremental_stages = m, st
         log(f"{label}: incremental {_status(m)}")
         if not m.ok:
@@ -772,6 +836,28 @@ def run_size(
         result.incremental.extra["agreement"] = compared
         result.incremental.extra["day_rows"] = _count_lines(day_file) - 1
         log(f"{label}: incremental figures agree with the floor")
+        if incremental_check:
+            # The contract of the incremental intermediates: the night equals a fresh build of its date.
+            fresh = folder / "warehouse_fresh.duckdb"
+            for stale in (fresh, fresh.with_suffix(".duckdb.wal")):
+                stale.unlink(missing_ok=True)
+            shutil.rmtree(folder / "outputs_fresh", ignore_errors=True)
+            log(f"{label}: fresh full run for {day} (the incremental night must equal it) …")
+            cm, _, _ = run_pipeline(project, landing, day, fresh, pipeline_timeout, echo, engine_config,
+                                    name="pipeline_fresh", outputs=folder / "outputs_fresh")
+            if not cm.ok:
+                raise RuntimeError(f"{label}: the fresh full run for {day} failed:\n{cm.tail()}")
+            tables, problems = compare_warehouses(warehouse, fresh, day)
+            files, file_problems = compare_exports(folder / "outputs" / "exports", folder / "outputs_fresh" / "exports", day)
+            if problems or file_problems:
+                message = "\n".join([f"THE INCREMENTAL NIGHT DIFFERS FROM A FRESH BUILD ({label}, as of {day}):",
+                                      *problems, *file_problems])
+                print(message, file=sys.stderr)
+                raise BenchmarkMismatch(message)
+            result.incremental.extra["fresh_equal"] = (
+                f"equal to a fresh full run of {day} ({cm.wall_s:.1f} s): {len(tables)} tables of intermediate and marts "
+                f"row for row, {len(files)} export files byte for byte")
+            log(f"{label}: the incremental night equals a fresh build ({len(tables)} tables, {len(files)} export files)")
     return result
 
 
@@ -1074,7 +1160,8 @@ def render_report(results: dict[int, SizeResult], info: dict, project: Project, 
         add(f"Incremental night: {m.extra.get('day_rows', 0):,} new rows in one new file in the {_label(n)} landing folder, "
             f"`loyalty run --as-of {(r_as_of(r) + dt.timedelta(days=1)).isoformat()}` on the same warehouse: "
             f"wall {m.wall_s:.1f} s, CPU {m.cpu_s:.1f} s, peak RSS {m.peak_rss_gb:.2f} GB; figures checked against the floor "
-            f"({'; '.join(m.extra.get('agreement', []))}).")
+            f"({'; '.join(m.extra.get('agreement', []))})"
+            + (f"; {m.extra['fresh_equal']}." if m.extra.get("fresh_equal") else "."))
         if r.incremental_stages:
             add("")
             add(_stage_table(r.incremental_stages, m))
@@ -1292,6 +1379,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--incremental-size", type=generate.parse_count,
                         help="size whose landing copy gets the incremental night (default 10M when measured)")
     parser.add_argument("--no-incremental", action="store_true")
+    parser.add_argument("--no-incremental-check", action="store_true",
+                        help="skip the fresh full run that the incremental night must equal (every table, the export)")
     parser.add_argument("--repeat", type=int, default=1, help="measure every way this many times (best wall reported)")
     parser.add_argument("--pipeline-timeout", type=float, default=None,
                         help="stop a pipeline run after this many seconds (default 600; 3600 with --engine spark)")
@@ -1394,6 +1483,7 @@ def main(argv: list[str] | None = None) -> int:
                 pandas_memory_limit=pandas_limit, pipeline_timeout=pipeline_timeout,
                 profile=n in profile_sizes, echo=args.echo, threads=args.threads,
                 engine=args.engine, engine_config=engine_config, duckdb_reference=not args.no_duckdb_reference,
+                incremental_check=not args.no_incremental_check,
             )
             for way, runs in earlier.get(n, {}).items():
                 getattr(results[n], way)[:0] = runs

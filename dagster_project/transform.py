@@ -22,6 +22,7 @@ from .dbt_project import (
     save_partial_parse,
     seed_partial_parse,
 )
+from .incremental import plan_build, record_build
 from .partitions import run_as_of_dates
 from .resources import LoyaltySettings
 from .spark_engine import dbt_target_args, finish_spark_run, prepare_spark_run
@@ -62,12 +63,16 @@ def build_dbt_assets(partitions_def: dg.PartitionsDefinition, backfill_policy: d
             # belong to `make test` and CI; nightly keeps the business invariants and the mart tests.
             args += ["--exclude-resource-type", "unit_test", "--exclude", "tag:dev_checks"]
         newest = newest_published_as_of(config.warehouse_path)
-        if newest is not None and dates[-1] < newest:
+        builds_customer_level = newest is None or dates[-1] >= newest
+        if not builds_customer_level:
             # A backfill of older dates refreshes their slices but must not roll the customer-level
             # marts (and the export built on them) back from the newer date they already hold.
             context.log.info(f"backfill before {newest}: customer-level marts keep {newest}")
             args += ["--exclude", CUSTOMER_LEVEL_SELECTOR]
         write_run_dates(config.warehouse_path, dates)
+        # Tonight's incremental intermediates: continue the last build or rebuild them (one line why).
+        plan = plan_build(config.warehouse_path, variables, DBT_PROJECT_DIR, dates, config.engine, builds_customer_level)
+        context.log.info(plan.message)
         if config.engine == "spark":  # raw tables and run dates as Parquet for Spark (spark_engine.py)
             context.log.info(f"spark: raw Parquet parts {prepare_spark_run(config, dates)}")
             args += dbt_target_args(config)
@@ -81,6 +86,9 @@ def build_dbt_assets(partitions_def: dg.PartitionsDefinition, backfill_policy: d
             invocation = dbt.cli(args, context=context, target_path=target_path)
         try:
             yield from invocation.stream()
+            if invocation.is_successful() and builds_customer_level and config.engine == "duckdb":
+                # Both models were built from what the plan saw: the next night compares with it.
+                record_build(config.warehouse_path, plan)
         finally:
             save_partial_parse(target_path, key)
             if config.engine == "spark":  # Spark's tables back into the warehouse, for every step after dbt

@@ -265,7 +265,11 @@ def _customers(con, date: dt.date, snapshot: str) -> tuple[pa.Table, pd.DataFram
     table = con.sql(
         f"select customer_id, value_segment, frequency, recency_days, t_days, monetary_value, margin_rate,"
         f" holdout_purchase_days, cast(holdout_revenue as double) as holdout_revenue"
-        f" from {RFM_TABLE} where as_of_date = ? and snapshot = ?",
+        f" from {RFM_TABLE} where as_of_date = ? and snapshot = ?"
+        # Ordered: the calibration's sums are float sums, and the same data must give the same
+        # figures whatever the table's physical row order (an incremental night's differs from a
+        # fresh build's).
+        f" order by customer_id",
         params=[date, snapshot],
     ).to_arrow_table()
     # The integer columns are never null (dbt's grain); null spend or margin rate becomes NaN.

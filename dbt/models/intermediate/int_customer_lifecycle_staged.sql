@@ -18,12 +18,64 @@
                 median is taken as at_risk_min_days: 2 × 90 = 180 days with the defaults)
       active    everyone else (a purchase within the last lost_after_days).
     Customer-level: computed for the run's latest as-of date only (tag customer_level).
+
+    Incremental on DuckDB (macros/incremental.sql): a customer's purchase history (first, second
+    and last purchase day, purchase days, the latest win-back, the median gap) depends only on
+    their rows dated on or before the as-of date. A night that continues the previous build
+    recomputes it for the customers whose rows changed, who have rows dated between the previous
+    as-of date and tonight's, and who became lost since (their revenue before the lapse is new),
+    carries it over for everyone else, and recomputes the stage of every customer.
 -#}
+{{ config(
+    materialized=incremental_intermediate_materialization(),
+    incremental_strategy='replace',
+    on_schema_change='fail',
+) }}
+{#- is_incremental() here, in the model: dbt's unit tests override it (false). -#}
+{%- set continues = is_incremental() and continues_previous_build() %}
 with
 
-transactions as (
+all_transactions as (
     select * from {{ ref('stg_raw__transactions') }}
 ),
+
+{% if continues -%}
+previous as (
+    select * from {{ this }}
+),
+
+recomputed_customers as (
+    select customer_id from {{ incremental_ops_relation('changed_customers') }}
+    union
+    -- Rows dated between the two as-of dates: in the history of one and not of the other.
+    select customer_id
+    from all_transactions
+    where transaction_date > least({{ previous_as_of_date() }}, {{ as_of_date() }})
+        and transaction_date <= greatest({{ previous_as_of_date() }}, {{ as_of_date() }})
+    union
+    -- Lost since the previous as-of date: their revenue before the lapse is computed now.
+    select customer_id
+    from previous
+    where {{ days_between('last_purchase_date', as_of_date()) }} >= {{ var('lost_after_days') }}
+        and {{ days_between('last_purchase_date', previous_as_of_date()) }} < {{ var('lost_after_days') }}
+),
+
+transactions as (
+    select * from all_transactions
+    where customer_id in (select customer_id from recomputed_customers)
+),
+
+carried as (
+    -- Erased customers leave with their raw rows (staging leaves them out): never carried over.
+    select * from previous
+    where customer_id not in (select customer_id from recomputed_customers)
+        and customer_id not in (select customer_id from {{ source('raw', 'erasures') }})
+),
+{%- else -%}
+transactions as (
+    select * from all_transactions
+),
+{%- endif %}
 
 gaps as (
     -- One window pass over the purchases: the gap to the previous purchase (null on the first).
@@ -56,8 +108,23 @@ customers as (
     group by gaps.customer_id
 ),
 
-with_median as (
+recomputed_history as (
     -- Null with one purchase day (no gap).
+    select
+        customer_id,
+        first_purchase_date,
+        second_purchase_date,
+        last_purchase_date,
+        cast(purchase_days as bigint) as purchase_days,
+        last_win_back_date,
+        cast({{ median_of_sorted('sorted_gaps') }} as double) as median_gap_days
+    from customers
+),
+
+with_median as (
+    select * from recomputed_history
+    {%- if continues %}
+    union all
     select
         customer_id,
         first_purchase_date,
@@ -65,8 +132,9 @@ with_median as (
         last_purchase_date,
         purchase_days,
         last_win_back_date,
-        {{ median_of_sorted('sorted_gaps') }} as median_gap_days
-    from customers
+        median_gap_days
+    from carried
+    {%- endif %}
 ),
 
 measured as (
@@ -104,7 +172,7 @@ revenue_before_lapse as (
     -- and including their last purchase (the 12 months before they lapsed, with yearly periods).
     select
         staged.customer_id,
-        sum(transactions.amount) as revenue_before_lapse
+        cast(sum(transactions.amount) as decimal(18, 2)) as revenue_before_lapse
     from staged
     inner join transactions
         on transactions.customer_id = staged.customer_id
@@ -113,20 +181,30 @@ revenue_before_lapse as (
             > {{ date_plus('month', '-1 * ' ~ var('period_months'), 'staged.last_purchase_date') }}
     where staged.lifecycle_stage = 'lost'
     group by staged.customer_id
+    {%- if continues %}
+    union all
+    -- Lost already at the previous as-of date, and nothing of theirs changed: the same value.
+    select carried.customer_id, carried.revenue_before_lapse
+    from carried
+    inner join staged
+        on carried.customer_id = staged.customer_id
+    where staged.lifecycle_stage = 'lost'
+    {%- endif %}
 ),
 
 final as (
     select
+        {{ as_of_date() }} as as_of_date,
         staged.customer_id,
         staged.lifecycle_stage,
         staged.first_purchase_date,
         staged.second_purchase_date,
         staged.last_purchase_date,
         staged.last_win_back_date,
-        cast(staged.purchase_days as bigint) as purchase_days,
+        staged.purchase_days,
         cast(staged.days_since_first_purchase as integer) as days_since_first_purchase,
         cast(staged.days_since_last_purchase as integer) as days_since_last_purchase,
-        cast(staged.median_gap_days as double) as median_gap_days,
+        staged.median_gap_days,
         staged.at_risk_after_days,
         -- Activated: a second purchase day within new_customer_days of the first (day 1 … 99).
         coalesce(
@@ -139,7 +217,7 @@ final as (
             when staged.lifecycle_stage = 'lost'
                 then {{ date_plus('day', var('lost_after_days'), 'staged.last_purchase_date') }}
         end as lost_since_date,
-        cast(revenue_before_lapse.revenue_before_lapse as decimal(18, 2)) as revenue_before_lapse
+        revenue_before_lapse.revenue_before_lapse
     from staged
     left join revenue_before_lapse
         on staged.customer_id = revenue_before_lapse.customer_id

@@ -1,9 +1,59 @@
-{#- One row per as-of date, customer and period with any transaction in it (refund-only periods included). -#}
+{#- One row per as-of date, customer and period with any transaction in it (refund-only periods included).
+
+    Incremental on DuckDB (macros/incremental.sql): a night that continues the previous build
+    aggregates only the customers to recompute (their rows changed, or some of their rows are
+    dated on a day whose period moved with the as-of date) and carries every other customer's
+    rows over, with the new as-of date and period bounds. A customer none of whose days changed
+    period and none of whose rows changed has the same totals per period_index. -#}
+{{ config(
+    materialized=incremental_intermediate_materialization(),
+    incremental_strategy='replace',
+    on_schema_change='fail',
+) }}
+{#- is_incremental() here, in the model: dbt's unit tests override it (false). -#}
+{%- set continues = is_incremental() and continues_previous_build() %}
 with
 
-transactions as (
+all_transactions as (
     select * from {{ ref('stg_raw__transactions') }}
 ),
+
+{% if continues -%}
+previous as (
+    select * from {{ this }}
+),
+
+moved_days as (
+    -- Every edge of the previous as-of date's periods and of tonight's (one more than either has).
+    {{ days_between_moved_edges(previous_as_of_date(), as_of_date(),
+        '(select greatest(count(*), (select coalesce(max(period_index), 0) + 1 from ' ~ this ~ ')) from ' ~ ref('int_periods') ~ ')') }}
+),
+
+recomputed_customers as (
+    select customer_id from {{ incremental_ops_relation('changed_customers') }}
+    union
+    select all_transactions.customer_id
+    from all_transactions
+    inner join moved_days
+        on all_transactions.transaction_date = moved_days.day
+),
+
+transactions as (
+    select * from all_transactions
+    where customer_id in (select customer_id from recomputed_customers)
+),
+
+carried as (
+    -- Erased customers leave with their raw rows (staging leaves them out): never carried over.
+    select * from previous
+    where customer_id not in (select customer_id from recomputed_customers)
+        and customer_id not in (select customer_id from {{ source('raw', 'erasures') }})
+),
+{%- else -%}
+transactions as (
+    select * from all_transactions
+),
+{%- endif %}
 
 periods as (
     select * from {{ ref('int_periods') }}
@@ -75,7 +125,7 @@ products as (
     group by as_of_date, customer_id, period_index
 ),
 
-final as (
+recomputed as (
     select
         totals.as_of_date,
         totals.customer_id,
@@ -100,6 +150,32 @@ final as (
         on totals.as_of_date = products.as_of_date
         and totals.customer_id = products.customer_id
         and totals.period_index = products.period_index
+),
+{%- if continues %}
+
+final as (
+    select * from recomputed
+    union all
+    select
+        periods.as_of_date,
+        carried.customer_id,
+        carried.period_index,
+        periods.period_start,
+        periods.period_end,
+        carried.revenue,
+        carried.purchases,
+        carried.refund_amount,
+        carried.distinct_products,
+        carried.margin
+    from carried
+    inner join periods
+        on carried.period_index = periods.period_index
 )
+{%- else %}
+
+final as (
+    select * from recomputed
+)
+{%- endif %}
 
 select * from final

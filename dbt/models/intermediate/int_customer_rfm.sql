@@ -6,12 +6,62 @@
     A purchase day is a day with at least one purchase (amount > 0): several purchases on one day
     count once. frequency = repeat purchase days (purchase days − 1), recency_days = last − first
     purchase day, t_days = history end − first purchase day, monetary_value = mean purchase amount
-    of the repeat purchase days (null without any); refunds are left out of this history. -#}
+    of the repeat purchase days (null without any); refunds are left out of this history.
+
+    Incremental on DuckDB (macros/incremental.sql): a customer's sums and counts depend only on
+    their purchase days up to the as-of date and up to the calibration end (as_of − period_months).
+    A night that continues the previous build recomputes them for the customers whose rows
+    changed or who have rows on a day one of those two edges passed since the previous as-of
+    date, and carries the others over: their ages (t_days), history ends and value segments are
+    recomputed for tonight. -#}
+{{ config(
+    materialized=incremental_intermediate_materialization(),
+    incremental_strategy='replace',
+    on_schema_change='fail',
+) }}
+{#- is_incremental() here, in the model: dbt's unit tests override it (false). -#}
+{%- set continues = is_incremental() and continues_previous_build() %}
 with
 
-transactions as (
+all_transactions as (
     select * from {{ ref('stg_raw__transactions') }}
 ),
+
+{% if continues -%}
+previous as (
+    select * from {{ this }}
+),
+
+moved_days as (
+    -- The two edges of the histories: the as-of date (edge 0) and the calibration end (edge 1).
+    {{ days_between_moved_edges(previous_as_of_date(), as_of_date(), 1) }}
+),
+
+recomputed_customers as (
+    select customer_id from {{ incremental_ops_relation('changed_customers') }}
+    union
+    select all_transactions.customer_id
+    from all_transactions
+    inner join moved_days
+        on all_transactions.transaction_date = moved_days.day
+),
+
+transactions as (
+    select * from all_transactions
+    where customer_id in (select customer_id from recomputed_customers)
+),
+
+carried as (
+    -- Erased customers leave with their raw rows (staging leaves them out): never carried over.
+    select * from previous
+    where customer_id not in (select customer_id from recomputed_customers)
+        and customer_id not in (select customer_id from {{ source('raw', 'erasures') }})
+),
+{%- else -%}
+transactions as (
+    select * from all_transactions
+),
+{%- endif %}
 
 product_margins as (
     select * from {{ ref('stg_raw__products') }}
@@ -130,6 +180,28 @@ snapshots as (
     select * from current_snapshot
     union all
     select * from calibration_snapshot
+    {%- if continues %}
+    union all
+    -- Carried over: the same purchase days; tonight's history ends and ages.
+    select
+        cutoffs.as_of_date,
+        carried.snapshot,
+        case when carried.snapshot = 'current' then cutoffs.as_of_date else cutoffs.calibration_end_date end as history_end_date,
+        carried.customer_id,
+        carried.first_purchase_date,
+        carried.last_purchase_date,
+        carried.frequency,
+        carried.recency_days,
+        {{ days_between('carried.first_purchase_date',
+            "case when carried.snapshot = 'current' then cutoffs.as_of_date else cutoffs.calibration_end_date end") }} as t_days,
+        carried.monetary_value,
+        carried.margin_rate,
+        case when carried.snapshot = 'current' then 0 else 1 end as period_index,
+        carried.holdout_purchase_days,
+        carried.holdout_revenue
+    from carried
+    cross join cutoffs
+    {%- endif %}
 ),
 
 final as (
