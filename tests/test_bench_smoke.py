@@ -122,6 +122,12 @@ def test_the_targets_table_holds_the_issues_ratios_to_the_floor_of_the_same_run(
     assert rows["peak memory at 10M"] == ("3.50 GB", False)
     assert rows["peak memory at 50M"] == ("7.00 GB", True)
     assert rows["100M transactions, full run"] == ("—", None)  # not measured is not a pass
+    equality = "the incremental night then a fresh full run on its date (a week of nights: tests/test_incremental_nights.py)"
+    assert rows[equality] == ("—", None)
+    checked = _size(10_000_000, 30.0, 7.5, incremental_s=6.0)
+    checked.incremental.extra["fresh_equal"] = "equal to a fresh full run: 26 tables, 4 export files"
+    assert {n: (m, ok) for n, _, m, ok in bench.evaluate_targets({10_000_000: checked})}[equality] == (
+        "equal to a fresh full run: 26 tables, 4 export files", True)
     slow = {name: ok for name, _, _, ok in bench.evaluate_targets({1_000_000: _size(1_000_000, 20.0, 1.0, load=2.5)})}
     assert slow["fixed cost: full run at 1M (wall)"] is None  # a miss on a loaded machine is not the issue's condition
     quiet = {name: ok for name, _, _, ok in bench.evaluate_targets({1_000_000: _size(1_000_000, 20.0, 1.0, load=0.4)})}
