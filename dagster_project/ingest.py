@@ -4,6 +4,11 @@ For each kind of landing file (see raw_contract): new or changed files are read 
 checked row by row in SQL, and every row ends in exactly one place: ``raw.<table>`` (loaded),
 ``raw.quarantine_<folder>`` (with its reason) or the duplicate count of ``raw.ingest_log``.
 Per file, rows_read = rows_loaded + rows_quarantined + rows_duplicate.
+
+A row lands typed: its values as the rules read them, its key's hash and the rule it breaks. Its
+text is kept only where it differs from the typed value's own rendering (a row that breaks a
+rule, an id with spaces around it, an amount written "12.5"): nearly every row of a real file
+keeps none, and the quarantine gets the text back exactly (see _create_landing_view).
 """
 
 from __future__ import annotations
@@ -16,30 +21,32 @@ from pathlib import Path
 import duckdb
 
 from .landing_files import FileShape, LandingFormat, RejectedFile, land, landing_column_sql
-from .raw_contract import SQL_TYPES, DateLimits, RawSource, typed_expression, violation_expressions
+from .raw_contract import (
+    SQL_TYPES, DateLimits, RawColumn, RawSource, plain_form, rendering, trimmed_expression, typed_expression,
+    violation_expressions,
+)
 from .warehouse import quote_identifier, quote_literal
 
 LANDING_EXTENSIONS = (".csv", ".parquet")
 CONFLICT_REASON = "conflicting values for a repeated {key}"
-# The batch being loaded: every row of the new and changed files, landed once (text, plus the
-# converted values and the reason of the row rules); temp objects of the ingest connection.
+# The batch being loaded: every row of the new and changed files, landed once (typed values, the
+# key's hash, the reason of the row rules, and the text only where the typed value does not
+# render it); temp objects of the ingest connection.
 LANDING_TABLE = "landing_batch"
-LANDING_VIEW = "landing_rows"  # the batch with file names and typed values, as raw.<table> names them
+LANDING_VIEW = "landing_rows"  # the batch with file names, line numbers and the text as read
 DECISIONS_TABLE = "ingest_decisions"  # only the rows whose key repeats or is already known
-# Kinds converted once, when the file lands: the costly regular expressions, and the trimmed ids
-# (the dedupe, the quarantine and the insert each trimmed them again: at 50M rows, four trims of
-# 50M strings cost more CPU than storing the trimmed copy). Free text is stored once, as read.
-CONVERTED_KINDS = ("id", "date", "timestamp", "amount", "score", "boolean", "rate", "number", "count")
 
 
 @dataclasses.dataclass(frozen=True)
 class _BatchFile:
-    """A file landed in this batch: its name under the raw folder, its digest, and its line
-    offset (the line of each of its records is its rowid in the batch table + the offset)."""
+    """A file landed in this batch: its name under the raw folder, its digest, its line offset
+    (the line of each of its records is its rowid in the batch table + the offset) and its
+    decimal separator (the rendering of its amounts)."""
 
     name: str
     sha256: str
     line_offset: int
+    decimal_separator: str = "."
 
 
 class IngestError(RuntimeError):
@@ -118,11 +125,11 @@ def ingest_source(
             if outcome is not None:
                 outcomes.append(outcome)
                 continue
-            error, line_offset = _land_file(con, source, path, len(to_load), fmt, limits)
+            error, line_offset, separator = _land_file(con, source, path, len(to_load), fmt, limits)
             if error:
                 outcomes.append(FileOutcome(name, digest, "rejected", message=error))
             else:
-                to_load.append(_BatchFile(name, digest, line_offset))
+                to_load.append(_BatchFile(name, digest, line_offset, separator))
         rejected = [o for o in outcomes if o.status == "rejected"]
         if rejected and not skip_rejected:
             raise IngestError("; ".join(f"{raw_dir / o.source_file}: rejected: {o.message}" for o in rejected))
@@ -172,31 +179,33 @@ def _known_file_outcome(con, source: RawSource, name: str, digest: str) -> FileO
 
 
 def _create_landing_table(con, source: RawSource) -> None:
-    """The batch table: per row its file and line, the landed text, the converted values and the
-    reason it is quarantined (null for a row that passes the row rules). The line of a record
-    read from a file is null: it follows from the row's position (see _land_file)."""
+    """The batch table: per row its file and line, the typed values, the hash of its key, the
+    reason it is quarantined (null for a row that passes the row rules) and, per column, the text
+    as read only where it differs from the typed value's rendering (else null). The line of a
+    record read from a file is null: it follows from the row's position (see _land_file)."""
     texts = ", ".join(f"raw_{c.name} varchar" for c in source.columns)
-    converted = "".join(f", {c.name} {SQL_TYPES[c.kind]}" for c in source.columns if c.kind in CONVERTED_KINDS)
+    typed = ", ".join(f"{c.name} {SQL_TYPES[c.kind]}" for c in source.columns)
     con.execute(
         f"create or replace temp table {LANDING_TABLE} (file_order integer not null, line_number bigint,"
-        f" {texts}{converted}, extra_columns varchar, raw_line varchar, reason varchar)"
+        f" key_hash ubigint, {typed}, {texts}, extra_columns varchar, raw_line varchar, reason varchar)"
     )
 
 
 def _landing_columns(source: RawSource) -> list[str]:
     return (
-        ["file_order", "line_number"]
+        ["file_order", "line_number", "key_hash"]
+        + [c.name for c in source.columns]
         + [f"raw_{c.name}" for c in source.columns]
-        + [c.name for c in source.columns if c.kind in CONVERTED_KINDS]
         + ["extra_columns", "reason"]
     )
 
 
 def _land_file(
     con, source: RawSource, path: Path, file_order: int, fmt: LandingFormat, limits: DateLimits | None
-) -> tuple[str | None, int]:
-    """Reads one file into the batch table; returns why it is rejected (or None) and the file's
-    line offset: the line of each of its records is its rowid in the batch table + the offset.
+) -> tuple[str | None, int, str]:
+    """Reads one file into the batch table; returns why it is rejected (or None), the file's
+    line offset (the line of each of its records is its rowid in the batch table + the offset)
+    and its decimal separator.
 
     Records are numbered by position rather than `with ordinality` on the reader, which cost 2 s
     per 4M rows (half the landing time): the insert keeps the file's order, and a table's rowids
@@ -214,11 +223,11 @@ def _land_file(
         with _insertion_order_kept(con):
             landed = land(con, path, fmt, statement)
     except RejectedFile as error:
-        return str(error), 0
+        return str(error), 0, "."
     if missing:
-        return f"missing required column(s) {', '.join(missing)} (found: {', '.join(landed.columns)})", 0
+        return f"missing required column(s) {', '.join(missing)} (found: {', '.join(landed.columns)})", 0, "."
     if landed.rows == 0 and not landed.malformed:
-        return "no data rows (header only)", 0
+        return "no data rows (header only)", 0, "."
     line_offset = _line_offset(con, path, file_order, landed.rows, landed.shape.header_lines)
     if landed.malformed:
         _number_lines_around_malformed(
@@ -228,7 +237,7 @@ def _land_file(
             f"insert into {LANDING_TABLE} (file_order, line_number, reason, raw_line) values ({file_order}, ?, ?, ?)",
             [(line, f"malformed line ({error_type})", text) for line, error_type, text in landed.malformed],
         )
-    return None, line_offset
+    return None, line_offset, landed.shape.decimal_separator
 
 
 @contextlib.contextmanager
@@ -280,7 +289,13 @@ def _columns_by_name(columns: list[str]) -> dict[str, str]:
 def _landing_insert(
     source: RawSource, shape: FileShape, by_name: dict[str, str], relation: str, file_order: int, limits: DateLimits | None
 ) -> str:
-    """One insert that lands a file's rows: text as read, converted values, the first rule broken."""
+    """One insert that lands a file's rows: typed values, key hash, the first rule broken, and the
+    text where the typed value does not render it.
+
+    Layer by layer: the text as read (raw_<c>); each value trimmed once (_v_<c>, see
+    raw_contract.trimmed_expression); for kinds with a plain form, its cheap cast (_p_<c>) and
+    whether the text is exactly that form (_ok_<c>); the typed value (the cast where _ok_<c>, else
+    the rule); then the rule broken, the key's hash and the text kept."""
     known = set(source.column_names)
     extras = [original for key, original in by_name.items() if key not in known]
     extra_json = (
@@ -288,20 +303,62 @@ def _landing_insert(
         if extras else "null::varchar"
     )
     texts = ", ".join(f"{landing_column_sql(by_name, c)} as raw_{c}" for c in source.column_names)
-    typed = ", ".join(f"{typed_expression(c)} as {c.name}" for c in source.columns)
-    rules = [rule for c in source.columns for rule in violation_expressions(c, limits)]
+    trimmed = [c for c in source.columns if c.kind != "text"]
+    plain = {c.name: form for c in source.columns if (form := plain_form(c, f"_v_{c.name}", shape.decimal_separator))}
+    rules = [rule for c in source.columns for rule in violation_expressions(c, limits, _trimmed_value(c))]
     reason = "case " + " ".join(f"when {cond} then {quote_literal(why)}" for cond, why in rules) + " end" if rules else "null"
-    columns = ", ".join(_landing_columns(source))
-    # line_number stays null: the record's position gives it (see _land_file).
-    return f"""
-        insert into {LANDING_TABLE} ({columns})
-        select {columns} from (
-            select *, {reason} as reason from (
-                select *, {typed} from (
-                    select {file_order} as file_order, null::bigint as line_number, {texts},
-                        {extra_json} as extra_columns, {quote_literal(shape.decimal_separator)} as decimal_separator
-                    from {relation})))
-    """
+    layers = [
+        ", ".join(f"{trimmed_expression(c)} as _v_{c.name}" for c in trimmed),
+        ", ".join(f"{form.candidate} as _p_{name}" for name, form in plain.items()),
+        ", ".join(f"{form.exact.format(candidate=f'_p_{name}')} as _ok_{name}" for name, form in plain.items()),
+        ", ".join(f"{_typed_value(c, c.name in plain)} as {c.name}" for c in source.columns),
+        ", ".join([f"{reason} as reason", f"hash({_row_key(source)}) as key_hash"]
+                  + [f"{_kept_text(c, c.name in plain)} as _text_{c.name}" for c in source.columns]),
+    ]
+    query = (
+        f"select {file_order} as file_order, {texts}, {extra_json} as extra_columns,"
+        f" {quote_literal(shape.decimal_separator)} as decimal_separator from {relation}"
+    )
+    for layer in layers:
+        if layer:
+            query = f"select *, {layer} from ({query})"
+    outputs = (
+        ["file_order", "null::bigint", "key_hash"]  # line_number stays null: the record's position gives it
+        + [c.name for c in source.columns]
+        + [f"_text_{c.name}" for c in source.columns]
+        + ["extra_columns", "reason"]
+    )
+    return f"insert into {LANDING_TABLE} ({', '.join(_landing_columns(source))}) select {', '.join(outputs)} from ({query})"
+
+
+def _trimmed_value(column: RawColumn) -> str | None:
+    """The column holding ``nullif(trim(raw_<c>), '')`` in the landing insert (free text has none)."""
+    return None if column.kind == "text" else f"_v_{column.name}"
+
+
+def _typed_value(column: RawColumn, has_plain_form: bool) -> str:
+    if column.kind == "text":
+        return typed_expression(column)  # the text as read
+    value = f"_v_{column.name}"
+    if column.kind == "id" and not column.allowed:
+        return value
+    rule = typed_expression(column, value)
+    return f"case when _ok_{column.name} then _p_{column.name} else {rule} end" if has_plain_form else rule
+
+
+def _kept_text(column: RawColumn, has_plain_form: bool) -> str:
+    """The text as read where the typed value does not render it (raw_contract.rendering), else
+    null. Free text is its own typed value; a text of the plain form, read as it stands (no
+    spaces trimmed), is its value's rendering."""
+    raw, typed = f"raw_{column.name}", column.name
+    if column.kind == "text":
+        return "null::varchar"
+    if column.kind == "id" and not column.allowed:
+        return f"case when {raw} is distinct from {typed} then {raw} end"
+    renders = f"{raw} is not distinct from {rendering(column, typed, 'decimal_separator')}"
+    if has_plain_form:
+        renders = f"(_ok_{column.name} and {raw} = _v_{column.name}) or {renders}"
+    return f"case when {renders} then null else {raw} end"
 
 
 # ---------------------------------------------------------------------------------------------
@@ -315,7 +372,7 @@ def _load_batch(con, source: RawSource, files: list[_BatchFile]) -> tuple[list[F
     file_names = [file.name for file in files]
     replaced = _earlier_versions(con, source, file_names)
     _delete_earlier_versions(con, source, file_names)
-    _create_landing_view(con, source, file_names, [file.line_offset for file in files])
+    _create_landing_view(con, source, files)
     _decide_repeated_keys(con, source)
     recount = _quarantine_conflicting_raw_rows(con, source)
     _quarantine_batch_rows(con, source)
@@ -349,19 +406,22 @@ def _delete_earlier_versions(con, source: RawSource, file_names: list[str]) -> N
     con.execute(f"delete from raw.{source.quarantine_table} where source_file in ({placeholders})", file_names)
 
 
-def _create_landing_view(con, source: RawSource, file_names: list[str], line_offsets: list[int]) -> None:
+def _create_landing_view(con, source: RawSource, files: list[_BatchFile]) -> None:
     """The batch as raw.<table> names its columns: file names instead of numbers, line numbers,
-    typed values."""
-    names = "[" + ", ".join(quote_literal(n) for n in file_names) + "]"
-    offsets = "[" + ", ".join(str(offset) for offset in line_offsets) + "]::bigint[]"
-    typed = ", ".join(
-        f"{c.name}" if c.kind in CONVERTED_KINDS else f"{typed_expression(c)} as {c.name}" for c in source.columns
+    typed values, and the text as read (raw_<c>): where the batch kept none, the typed value's
+    rendering is that text (a value is typed NULL only from an empty or missing text, whose
+    typed value is NULL too)."""
+    names = "[" + ", ".join(quote_literal(file.name) for file in files) + "]"
+    offsets = "[" + ", ".join(str(file.line_offset) for file in files) + "]::bigint[]"
+    separator = "([" + ", ".join(quote_literal(file.decimal_separator) for file in files) + "])[file_order + 1]"
+    typed = ", ".join(source.column_names)
+    texts = ", ".join(
+        f"coalesce(raw_{c.name}, {rendering(c, c.name, separator)}) as raw_{c.name}" for c in source.columns
     )
-    texts = ", ".join(f"raw_{c}" for c in source.column_names)
     con.execute(
         f"create or replace temp view {LANDING_VIEW} as select {names}[file_order + 1] as source_file, file_order,"
-        f" coalesce(line_number, rowid + ({offsets})[file_order + 1]) as line_number, {typed}, {texts}, extra_columns,"
-        f" raw_line, reason from {LANDING_TABLE}"
+        f" coalesce(line_number, rowid + ({offsets})[file_order + 1]) as line_number, key_hash, {typed}, {texts},"
+        f" extra_columns, raw_line, reason from {LANDING_TABLE}"
     )
 
 
@@ -394,17 +454,20 @@ def _decide_repeated_keys(con, source: RawSource) -> None:
     key, values = _row_key(source), _row_values(source)
     earlier = _earlier_conflicts(source)
     in_earlier_conflict = f"row_key in {earlier}" if earlier else "false"
-    # Keys are grouped by their hash first (a fixed-width aggregate over the whole batch); the
-    # exact decision below sees only the candidates, so a hash collision costs time, not truth.
+    # Keys are grouped by the hash stored when they landed first (a fixed-width aggregate over the
+    # whole batch); the exact decision below sees only the candidates, so a hash collision costs
+    # time, not truth.
     con.execute(
         f"""
         create or replace temp table {DECISIONS_TABLE} as
         with valid as not materialized (
-            select file_order, line_number, {key} as row_key from {LANDING_VIEW} where reason is null
+            select file_order, line_number, key_hash, {key} as row_key from {LANDING_VIEW} where reason is null
         ),
-        repeated_hashes as (select hash(row_key) as h from valid group by h having count(*) > 1),
+        repeated_hashes as (
+            select key_hash from {LANDING_TABLE} where reason is null group by key_hash having count(*) > 1
+        ),
         candidates as (
-            select row_key from valid where hash(row_key) in (select h from repeated_hashes)
+            select row_key from valid where key_hash in (select key_hash from repeated_hashes)
             union select row_key from valid where row_key in (select {key} from raw.{source.table})
             union select row_key from valid where {in_earlier_conflict}
         ),

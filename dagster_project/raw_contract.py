@@ -189,9 +189,11 @@ SQL_TYPES: dict[Kind, str] = {
 }
 
 
-def typed_expression(column: RawColumn) -> str:
-    """SQL turning the landed text ``raw_<name>`` into the typed value, or NULL when unreadable."""
-    value = f"nullif(trim(raw_{column.name}), '')"
+def typed_expression(column: RawColumn, value: str | None = None) -> str:
+    """SQL turning the landed text ``raw_<name>`` into the typed value, or NULL when unreadable.
+    ``value``: an expression equal to ``nullif(trim(raw_<name>), '')`` (e.g. a column holding it,
+    see trimmed_expression), used instead of trimming again."""
+    value = value or f"nullif(trim(raw_{column.name}), '')"
     if column.kind in ("id", "text"):
         if column.allowed:
             return f"lower({value})"
@@ -264,6 +266,67 @@ def rate_expression(value: str, sql_type: str = "decimal(9, 6)") -> str:
     )
 
 
+# ---------------------------------------------------------------------------------------------
+# The landing's shortcuts: the same values as the rules above, computed cheaply for the text
+# nearly every row has. Each one is exact by construction, never an approximation.
+# ---------------------------------------------------------------------------------------------
+
+
+def trimmed_expression(column: RawColumn) -> str:
+    """Exactly ``nullif(trim(raw_<name>), '')``, without the trim for an all-ASCII text that
+    neither starts nor ends with a space (nearly every value): of the ASCII characters trim()
+    removes only the space (the others it removes are Unicode spaces such as U+00A0; a test
+    holds DuckDB to that), so it would return such a text as it is. Checking for ASCII
+    (characters = bytes) costs a third of the trim."""
+    raw = f"raw_{column.name}"
+    return (
+        f"case when length({raw}) = strlen({raw}) and not starts_with({raw}, ' ') and not ends_with({raw}, ' ')"
+        f" then nullif({raw}, '') else nullif(trim({raw}), '') end"
+    )
+
+
+def rendering(column: RawColumn, typed: str, decimal_separator: str) -> str:
+    """SQL: the text of the typed value ``typed`` as a file would write it (``decimal_separator``:
+    SQL giving the file's separator): its cast to varchar, with ',' for '.' in an amount of a
+    ','-file. Where a text is its typed value's rendering, the landing need not keep it."""
+    text = f"cast({typed} as varchar)"
+    if column.kind == "amount":
+        return f"case when {decimal_separator} = ',' then replace({text}, '.', ',') else {text} end"
+    return text
+
+
+@dataclasses.dataclass(frozen=True)
+class PlainForm:
+    """A kind's plain form: ``candidate`` reads the trimmed text by a plain cast; where the text is
+    exactly the candidate's rendering (``2024-05-01``, ``-12.50``, ``-12,50`` in a ','-file), the
+    rule (typed_expression) gives exactly the candidate, so the rule's patterns need not run."""
+
+    candidate: str
+    exact: str  # SQL with {candidate}: the column holding the candidate
+
+
+def plain_form(column: RawColumn, value: str, decimal_separator: str) -> PlainForm | None:
+    """The plain form of ``column``'s kind for a file with ``decimal_separator``, reading the
+    trimmed text ``value``; None for kinds without one (their rule runs on every row).
+
+    Why each is exact: a date renders as YYYY-MM-DD (ten characters only for years 1–9999), which
+    the ISO pattern accepts and whose first ten characters cast to the same date; a decimal(18, 2)
+    renders as -?digits.dd, which the plain amount pattern accepts and casts to the same value (in
+    a ','-file -?digits,dd, which the plain ','-pattern accepts and reads back by the same
+    replace); an integer renders as -?digits, which the whole-number pattern accepts."""
+    separator = "'" + decimal_separator.replace("'", "''") + "'"
+    renders = rendering(column, "{candidate}", separator) + f" = {value}"
+    if column.kind == "date":
+        return PlainForm(f"try_cast({value} as date)", f"length({value}) = 10 and {renders}")
+    if column.kind == "amount" and decimal_separator == ",":
+        return PlainForm(f"try_cast(replace({value}, ',', '.') as decimal(18, 2))", renders)
+    if column.kind == "amount":
+        return PlainForm(f"try_cast({value} as decimal(18, 2))", renders)
+    if column.kind in ("score", "count"):
+        return PlainForm(f"try_cast({value} as integer)", renders)
+    return None
+
+
 @dataclasses.dataclass(frozen=True)
 class DateLimits:
     """Plausible dates: none before the business started, none after the day of the run."""
@@ -272,9 +335,12 @@ class DateLimits:
     latest: str  # ISO date
 
 
-def violation_expressions(column: RawColumn, limits: DateLimits | None = None) -> list[tuple[str, str]]:
-    """(condition, reason) pairs for one column, checked in order; the first that holds wins."""
-    raw = f"nullif(trim(raw_{column.name}), '')"
+def violation_expressions(
+    column: RawColumn, limits: DateLimits | None = None, value: str | None = None
+) -> list[tuple[str, str]]:
+    """(condition, reason) pairs for one column, checked in order; the first that holds wins.
+    The typed value is the column ``<name>``; ``value`` as in typed_expression."""
+    raw = value or f"nullif(trim(raw_{column.name}), '')"
     typed = column.name
     rules: list[tuple[str, str]] = []
     if column.required:

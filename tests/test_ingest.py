@@ -148,3 +148,136 @@ def test_line_numbers_of_large_files_are_their_own_lines(tmp_path):
         (150_000, "amount is not a number"),
         (200_001, "malformed line (too many columns)"),
     ]
+
+
+# ---------------------------------------------------------------------------------------------
+# The landing reads every text exactly as the rules of raw_contract do (typed_expression,
+# violation_expressions): its plain forms and its untrimmed shortcut are exact, and the text it
+# keeps gives the quarantine back every value as read.
+# ---------------------------------------------------------------------------------------------
+
+TRICKY_IDS = ["C1", " C1", "C1 ", "\u00a0C1", "C1\u00a0", "C\u00a01", "\u202fC1\u3000", "", "   ", "\tC1", "Å1", "1Å", "Å",
+              "C 1", "!", "~", "C1\u2003"]
+TRICKY_DATES = ["2024-05-01", " 2024-05-01", "2024-05-01 ", "2024-5-1", "2024-05-1", "2024-05-01T10:15:00Z",
+                "2024-05-01 10:15", "2024-05-01T10:15:00.5+01:00", "2024-02-30", "2024-02-29", "20240501", "2024/05/01",
+                "0999-01-01", "1999-12-31", "2027-01-01", "9999-12-31", "", "2024-05-01x", "\u00a02024-05-01", "+2024-05-01",
+                "-2024-05-01", "infinity", "2024-13-01", "12024-05-01"]
+TRICKY_AMOUNTS = ["594.59", "-3", "0.005", "594,59", "12345678901234567890", "+5.5", "\u22127.25", "1,234.50", "1 234.50",
+                  "1\u00a0234", "1.234,50", "1\u202f234,5", "1,5", "1.2.3", "1e3", ".5", "5.", "- 5", "--5", "12.5", "12.50",
+                  "-0.00", "-0", "0", "0.001", " 7.25 ", "7,25", "-12,50", "1 234,50", "0,00", "00012.50", "12.500",
+                  "9999999999999999.99", "99999999999999999.99", "", " ", "\u00a012.50", "12.50\u00a0"]
+
+
+def _tricky_rows(separator: str = ".") -> list[dict[str, str]]:
+    good = {"transaction_id": "T", "customer_id": "C1", "transaction_date": "2024-05-01", "amount": f"12{separator}50"}
+    rows = []
+    for column, texts in (("transaction_id", TRICKY_IDS), ("customer_id", TRICKY_IDS),
+                          ("transaction_date", TRICKY_DATES), ("amount", TRICKY_AMOUNTS)):
+        for text in texts:
+            rows.append({**good, column: text})
+    for tag, row in enumerate(rows):
+        row["tag"] = str(tag)
+        if row["transaction_id"] == "T":
+            row["transaction_id"] = f"T{tag}"
+        else:  # a tricky id: unique by the tag inside it, so no two rows conflict
+            row["transaction_id"] = row["transaction_id"].replace("C1", f"C1-{tag}") if "C1" in row["transaction_id"] else row["transaction_id"]
+    return rows
+
+
+def _reference(con, relation: str, separator: str) -> dict[str, tuple]:
+    """Per tag: the texts as read, the typed values and the reason, by the rules themselves."""
+    from dagster_project.raw_contract import typed_expression, violation_expressions
+
+    columns = TRANSACTIONS.columns
+    texts = ", ".join(f"cast({c.name} as varchar) as raw_{c.name}" for c in columns if c.name in
+                      ("transaction_id", "customer_id", "transaction_date", "amount"))
+    typed = ", ".join(f"{typed_expression(c)} as {c.name}" for c in columns[:4])
+    rules = [rule for c in columns[:4] for rule in violation_expressions(c, LIMITS)]
+    reason = "case " + " ".join(f"when {cond} then '{why}'" for cond, why in rules) + " end"
+    rows = con.execute(
+        f"select tag, raw_transaction_id, raw_customer_id, raw_transaction_date, raw_amount, transaction_id, customer_id,"
+        f" transaction_date, amount, {reason} from (select *, {typed} from (select cast(tag as varchar) as tag, {texts},"
+        f" '{separator}' as decimal_separator from {relation}))"
+    ).fetchall()
+    return {row[0]: row[1:] for row in rows}
+
+
+def _landed(con) -> dict[str, tuple]:
+    loaded = con.execute(
+        "select extra_columns::json->>'tag', transaction_id, customer_id, transaction_date, amount from raw.transactions"
+    ).fetchall()
+    quarantined = con.execute(
+        "select extra_columns::json->>'tag', transaction_id, customer_id, transaction_date, amount, reason"
+        " from raw.quarantine_transactions"
+    ).fetchall()
+    return {row[0]: ("loaded", *row[1:]) for row in loaded} | {row[0]: ("quarantined", *row[1:]) for row in quarantined}
+
+
+def _assert_as_the_rules_read(landed: dict, reference: dict) -> None:
+    assert set(landed) == set(reference)
+    for tag, (texts_and_typed) in reference.items():
+        raw_texts, typed, reason = texts_and_typed[:4], texts_and_typed[4:8], texts_and_typed[8]
+        if reason is None:
+            assert landed[tag] == ("loaded", *typed), (tag, raw_texts)
+        else:
+            assert landed[tag] == ("quarantined", *raw_texts, reason), (tag, raw_texts)
+
+
+def test_the_landing_reads_every_text_as_the_rules_do_csv(tmp_path):
+    import csv
+
+    for delimiter, separator in ((",", "."), (";", ",")):
+        raw = tmp_path / f"raw{separator}"
+        folder = raw / "transactions"
+        folder.mkdir(parents=True)
+        path = folder / "tricky.csv"
+        with path.open("w", encoding="utf-8", newline="") as handle:
+            writer = csv.DictWriter(handle, ["transaction_id", "customer_id", "transaction_date", "amount", "tag"],
+                                    delimiter=delimiter, quoting=csv.QUOTE_MINIMAL, lineterminator="\n")
+            writer.writeheader()
+            writer.writerows(_tricky_rows(separator))
+        con = duckdb.connect()
+        ingest_source(con, TRANSACTIONS, raw, limits=LIMITS)
+        columns = "{'transaction_id': 'VARCHAR', 'customer_id': 'VARCHAR', 'transaction_date': 'VARCHAR', 'amount': 'VARCHAR', 'tag': 'VARCHAR'}"
+        relation = (f"read_csv('{path}', auto_detect = false, header = true, columns = {columns}, delim = '{delimiter}',"
+                    " quote = '\"', escape = '\"')")
+        reference = _reference(con, relation, separator)
+        assert sum(r[8] is None for r in reference.values()) > 20 and sum(r[8] is not None for r in reference.values()) > 20
+        _assert_as_the_rules_read(_landed(con), reference)
+
+
+def test_the_landing_reads_every_text_as_the_rules_do_parquet(tmp_path):
+    """Parquet values are read as their text (cast to varchar): typed columns too."""
+    raw = tmp_path / "raw"
+    folder = raw / "transactions"
+    folder.mkdir(parents=True)
+    con = duckdb.connect()
+    rows = _tricky_rows()
+    con.execute("create table t (transaction_id varchar, customer_id varchar, transaction_date varchar, amount varchar, tag varchar)")
+    con.executemany("insert into t values (?, ?, ?, ?, ?)", [list(r.values()) for r in rows])
+    con.execute(f"copy t to '{folder / 'text.parquet'}' (format parquet)")
+    # Typed columns: the text is their rendering (a double renders '12.5', a timestamp '2024-05-01 10:15:00').
+    for name, date_type in (("dates.parquet", "date"), ("timestamps.parquet", "timestamp")):
+        con.execute(
+            f"""copy (select 'D{date_type}' || i as transaction_id, 'C1' as customer_id,
+                       case when i % 5 <> 4 then cast(date '2024-05-01' + cast(i as integer) as {date_type})
+                            + case when '{date_type}' = 'timestamp' then interval 10 minute * i else interval 0 minute end
+                       end as transaction_date,
+                       case i % 4 when 0 then i / 8 when 1 then -i * 1.25 when 2 then 0.0 else 1e20 end::double as amount,
+                       '{date_type}' || i as tag from range(40) r(i)) to '{folder / name}' (format parquet)"""
+        )
+    ingest_source(con, TRANSACTIONS, raw, limits=LIMITS)
+    reference = {}
+    for path in sorted(folder.iterdir()):
+        reference |= _reference(con, f"read_parquet('{path}')", ".")
+    assert len(reference) == len(rows) + 80
+    _assert_as_the_rules_read(_landed(con), reference)
+
+
+def test_trim_removes_no_ascii_character_but_the_space():
+    """raw_contract.trimmed_expression skips trim() for all-ASCII texts without a space at either
+    end: exact only while trim() removes no other ASCII character."""
+    con = duckdb.connect()
+    removed = [code for code in range(128)
+               if con.execute("select trim(?) <> ?", [chr(code) + "a" + chr(code)] * 2).fetchone()[0]]
+    assert removed == [32]
