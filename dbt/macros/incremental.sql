@@ -77,3 +77,31 @@
     inner join ({{ integer_series(3) }}) as offsets
         on offsets.n < {{ days_between('moved.low', 'moved.high') }}
 {%- endmacro %}
+
+{#- CTE body: the customers of the files loaded since the last build (ops.changed_customers)
+    and those with rows on one of the moved days (days_between_moved_edges). -#}
+{% macro changed_or_moved_customers(transactions, moved_days) -%}
+    select customer_id from {{ incremental_ops_relation('changed_customers') }}
+    union
+    select {{ transactions }}.customer_id
+    from {{ transactions }}
+    inner join {{ moved_days }}
+        on {{ transactions }}.transaction_date = {{ moved_days }}.day
+{%- endmacro %}
+
+{#- Two CTEs of a night that continues the previous build: `transactions`, the rows of the
+    customers to recompute, and `carried`, the previous build's rows of everyone else. Erased
+    customers leave with their raw rows (staging leaves them out): never carried over. The
+    model passes the erasures source, so dbt sees the dependency in the model. -#}
+{% macro recomputed_and_carried(all_transactions, previous, recomputed, erasures) -%}
+transactions as (
+    select * from {{ all_transactions }}
+    where customer_id in (select customer_id from {{ recomputed }})
+),
+
+carried as (
+    select * from {{ previous }}
+    where customer_id not in (select customer_id from {{ recomputed }})
+        and customer_id not in (select customer_id from {{ erasures }})
+),
+{%- endmacro %}

@@ -60,17 +60,7 @@ recomputed_customers as (
         and {{ days_between('last_purchase_date', previous_as_of_date()) }} < {{ var('lost_after_days') }}
 ),
 
-transactions as (
-    select * from all_transactions
-    where customer_id in (select customer_id from recomputed_customers)
-),
-
-carried as (
-    -- Erased customers leave with their raw rows (staging leaves them out): never carried over.
-    select * from previous
-    where customer_id not in (select customer_id from recomputed_customers)
-        and customer_id not in (select customer_id from {{ source('raw', 'erasures') }})
-),
+{{ recomputed_and_carried('all_transactions', 'previous', 'recomputed_customers', source('raw', 'erasures')) }}
 {%- else -%}
 transactions as (
     select * from all_transactions

@@ -38,25 +38,10 @@ moved_days as (
 ),
 
 recomputed_customers as (
-    select customer_id from {{ incremental_ops_relation('changed_customers') }}
-    union
-    select all_transactions.customer_id
-    from all_transactions
-    inner join moved_days
-        on all_transactions.transaction_date = moved_days.day
+    {{ changed_or_moved_customers('all_transactions', 'moved_days') }}
 ),
 
-transactions as (
-    select * from all_transactions
-    where customer_id in (select customer_id from recomputed_customers)
-),
-
-carried as (
-    -- Erased customers leave with their raw rows (staging leaves them out): never carried over.
-    select * from previous
-    where customer_id not in (select customer_id from recomputed_customers)
-        and customer_id not in (select customer_id from {{ source('raw', 'erasures') }})
-),
+{{ recomputed_and_carried('all_transactions', 'previous', 'recomputed_customers', source('raw', 'erasures')) }}
 {%- else -%}
 transactions as (
     select * from all_transactions
