@@ -51,8 +51,8 @@ def scored_sql(offers: int) -> str:
     in customer_id and offer_id order, so ordering by an index is ordering by the id), arm,
     scores and priority: the candidate columns of marts.nbo_candidates but the decided ones, plus
     the keys the decision ranks by. Joined once: the 10M × 10M join on the integer key is the
-    dearest step of the night (a list of scores per customer instead, gathered whole for each of
-    10M rows, was 3× slower)."""
+    dearest join of the night (a list of scores per customer instead, gathered whole for each of
+    10M rows, was slower still: 15 s against 4-9 s for that join in the step's profile)."""
     expressions = {
         "arm": "customers.arm",
         "response_cell": "features.value_band || '/' || features.activity_state",

@@ -21,6 +21,7 @@ otherwise by the propensity (``propensity``).
 from __future__ import annotations
 
 import dataclasses
+import functools
 from typing import Callable
 
 import numpy as np
@@ -175,14 +176,12 @@ def score_offers(offers: pd.DataFrame, customers: pd.DataFrame, contacts: pd.Dat
     building and handing that to DuckDB cost more than the scoring itself."""
     closed = contacts[contacts["is_window_closed"]]
     cells = cell_of(customers)
-    matrix: list[np.ndarray] = []
 
+    @functools.cache  # computed once, and only when an offer's tier is the model
     def customer_features() -> np.ndarray:
-        if not matrix:
-            from . import classifier
+        from . import classifier
 
-            matrix.append(classifier.features(customers))
-        return matrix[0]
+        return classifier.features(customers)
 
     by_offer = {offer_id: group for offer_id, group in closed.groupby("offer_id", sort=False)}
     scores = {name: np.empty((len(customers), len(offers))) for name in SCORES}

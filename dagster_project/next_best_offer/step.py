@@ -31,9 +31,10 @@ class Outcome:
 
 def read_inputs(con: duckdb.DuckDBPyConnection, config: LoyaltyConfig) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
     """(offers, customers with their arm, features and purchase predictions, contacts). Without
-    live or future offers there is nothing to decide: no customers are read (at 5M customers,
+    any offer there is nothing to decide: no customers or contacts are read (at 5M customers,
     reading them for nothing took 10 s)."""
     offers = con.execute("select offer_id, response_window_days from staging.stg_raw__offers order by offer_id").df()
+    only_with_offers = "" if len(offers) else " where false"
     predictions = (
         f"left join {PREDICTIONS} as p on p.customer_id = f.customer_id and p.as_of_date = f.as_of_date"
         if relation_exists(con, "marts", "customer_clv_predictions") else
@@ -43,15 +44,15 @@ def read_inputs(con: duckdb.DuckDBPyConnection, config: LoyaltyConfig) -> tuple[
     customers = con.execute(
         f"select f.*, {arm_sql('f.customer_id', config)} as arm, p.p_alive, p.expected_purchases_next_period"
         f" from marts.nbo_customer_features as f {predictions}"
-        f"{'' if len(offers) else ' where false'} order by f.customer_id"
+        f"{only_with_offers} order by f.customer_id"
     ).df()
-    contacts = con.execute(f"select * from marts.nbo_offer_contacts{'' if len(offers) else ' where false'} order by event_id").df()
+    contacts = con.execute(f"select * from marts.nbo_offer_contacts{only_with_offers} order by event_id").df()
     return offers, customers, contacts
 
 
 def key_tables(customers: pd.DataFrame, offers: pd.DataFrame, scores: dict[str, np.ndarray],
-               models: list[propensity.OfferModel], config: LoyaltyConfig) -> dict[str, pa.Table]:
-    """What the decision SQL joins the candidates to (decision.scored_joins): customer_keys (the
+               models: list[propensity.OfferModel]) -> dict[str, pa.Table]:
+    """What the decision SQL joins the candidates to (decision.scored_sql): customer_keys (the
     customer's position, id and arm), offer_keys (the offer's position, tier and ranking) and
     candidate_scores, the score matrices flat with the integer key customer × offers + offer.
     Arrow, so DuckDB reads the numbers where numpy holds them (NaN, no control rate, as null)."""
@@ -90,7 +91,7 @@ def run(config: LoyaltyConfig, as_of: dt.date, log: Callable[[str], None] = prin
             return Outcome(as_of.isoformat(), 0, 0, {}, time.perf_counter() - started)
         offers, customers, contacts = read_inputs(con, config)
         scores, models = propensity.score_offers(offers, customers, contacts, config)
-        keys = key_tables(customers, offers, scores, models, config)
+        keys = key_tables(customers, offers, scores, models)
         con.execute("begin transaction")
         try:
             for table in marts.SLICED:
