@@ -9,6 +9,7 @@ from __future__ import annotations
 import duckdb
 
 from .raw_contract import ERASURES, RAW_SOURCES
+from .warehouse import relation_exists
 
 
 def apply_erasures(con: duckdb.DuckDBPyConnection) -> dict[str, int]:
@@ -21,7 +22,7 @@ def apply_erasures(con: duckdb.DuckDBPyConnection) -> dict[str, int]:
             if source is ERASURES or "customer_id" not in source.column_names:
                 continue  # products carry no personal data
             for table in (source.table, source.quarantine_table):
-                if _table_exists(con, table):
+                if relation_exists(con, "raw", table):
                     removed[f"raw.{table}"] = con.execute(
                         f"delete from raw.{table} where customer_id in {erased}"
                     ).fetchone()[0]
@@ -34,11 +35,3 @@ def apply_erasures(con: duckdb.DuckDBPyConnection) -> dict[str, int]:
         con.execute("rollback")
         raise
     return removed
-
-
-def _table_exists(con: duckdb.DuckDBPyConnection, table: str) -> bool:
-    return bool(
-        con.execute(
-            "select count(*) from information_schema.tables where table_schema = 'raw' and table_name = ?", [table]
-        ).fetchone()[0]
-    )

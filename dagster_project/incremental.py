@@ -31,7 +31,7 @@ from typing import Any, Mapping, Sequence
 
 import duckdb
 
-from .warehouse import quote_literal
+from .warehouse import quote_literal, relation_exists
 
 INCREMENTAL_MODELS = ("int_customer_periods_aggregated", "int_customer_lifecycle_staged", "int_customer_rfm")
 CUSTOMER_LEVEL_MODELS = ("int_customer_lifecycle_staged",)
@@ -74,12 +74,6 @@ def code_hash(project_dir: Path) -> str:
     return digest.hexdigest()[:16]
 
 
-def _exists(con, schema: str, table: str) -> bool:
-    return bool(con.execute(
-        "select count(*) from information_schema.tables where table_schema = ? and table_name = ?", [schema, table]
-    ).fetchone()[0])
-
-
 def _columns(con, schema: str, table: str) -> set[str]:
     return {row[0] for row in con.execute(
         "select column_name from information_schema.columns where table_schema = ? and table_name = ?", [schema, table]
@@ -87,7 +81,7 @@ def _columns(con, schema: str, table: str) -> set[str]:
 
 
 def _log_entries(con) -> tuple[tuple, ...]:
-    if not _exists(con, "raw", "ingest_log"):
+    if not relation_exists(con, "raw", "ingest_log"):
         return ()
     placeholders = ", ".join("?" for _ in WATCHED_SOURCES)
     statuses = ", ".join("?" for _ in LOGGED_STATUSES)
@@ -105,7 +99,7 @@ def _full_reason(con, vars_json: str, code: str, files: tuple[tuple, ...], as_of
         return f"engine {engine} builds every model in full", []
     if len(dates) > 1:
         return f"a backfill of {len(dates)} as-of dates", []
-    if not _exists(con, "ops", "incremental_snapshot"):
+    if not relation_exists(con, "ops", "incremental_snapshot"):
         return "no earlier build to continue from", []
     previous_vars, previous_code = con.execute(f"select vars, code from {SNAPSHOT}").fetchone()
     if previous_vars != vars_json:
@@ -116,7 +110,7 @@ def _full_reason(con, vars_json: str, code: str, files: tuple[tuple, ...], as_of
         return "the dbt code changed since the last build", []
     models = [m for m in INCREMENTAL_MODELS if builds_customer_level or m not in CUSTOMER_LEVEL_MODELS]
     for model in models:
-        if not _exists(con, "intermediate", model) or "as_of_date" not in _columns(con, "intermediate", model):
+        if not relation_exists(con, "intermediate", model) or "as_of_date" not in _columns(con, "intermediate", model):
             return f"intermediate.{model} is missing or from an older version", []
         dates_held, previous_as_of = con.execute(
             f"select count(distinct as_of_date), max(as_of_date) from intermediate.{model}").fetchone()

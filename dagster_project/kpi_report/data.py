@@ -11,6 +11,7 @@ import duckdb
 import pandas as pd
 
 from ..config import SEGMENTS
+from ..warehouse import relation_exists
 
 SCHEMA = "marts"
 # Marts the report needs; without them there is no report.
@@ -53,17 +54,6 @@ class ReportData:
     nps_flows: pd.DataFrame | None  # nps_by_flow, period 0 (None: no such mart)
     lifecycle: pd.DataFrame | None  # lifecycle_kpis of the slice (None: no mart or no slice)
     optional: dict[str, pd.DataFrame]  # other optional marts present: name -> rows of the slice
-
-
-def _exists(con: duckdb.DuckDBPyConnection, name: str) -> bool:
-    return bool(
-        con.execute(
-            "select count(*) from duckdb_tables() where schema_name = ? and table_name = ?", [SCHEMA, name]
-        ).fetchone()[0]
-        or con.execute(
-            "select count(*) from duckdb_views() where schema_name = ? and view_name = ?", [SCHEMA, name]
-        ).fetchone()[0]
-    )
 
 
 def _frame(con: duckdb.DuckDBPyConnection, sql: str, params: list | None = None) -> pd.DataFrame:
@@ -129,7 +119,7 @@ HEADLINE_KEYS = ("customers", "revenue", "retention", "portfolio", "nps")
 def load_report_data(database: Path, as_of: dt.date | None = None) -> ReportData:
     """Every figure of the report of ``as_of`` (default: the newest slice) from ``database``."""
     with _connect(database) as con:
-        missing = [name for name in REQUIRED_MARTS if not _exists(con, name)]
+        missing = [name for name in REQUIRED_MARTS if not relation_exists(con, SCHEMA, name)]
         if missing:
             raise ReportDataError(f"{database}: marts missing for the report: {', '.join(missing)}")
         dates = [row[0] for row in con.execute(f"select distinct as_of_date from {SCHEMA}.segment_clv order by 1").fetchall()]
@@ -177,11 +167,11 @@ def load_report_data(database: Path, as_of: dt.date | None = None) -> ReportData
         )
         nps_flows = (
             _frame(con, f"select * from {SCHEMA}.nps_by_flow where as_of_date = ? and period_index = 0", [as_of])
-            if _exists(con, "nps_by_flow")
+            if relation_exists(con, SCHEMA, "nps_by_flow")
             else None
         )
         lifecycle = None
-        if _exists(con, "lifecycle_kpis"):
+        if relation_exists(con, SCHEMA, "lifecycle_kpis"):
             lifecycle = _frame(
                 con,
                 f"select * from {SCHEMA}.lifecycle_kpis where as_of_date = ? order by stage_order, segment_order",
@@ -191,7 +181,7 @@ def load_report_data(database: Path, as_of: dt.date | None = None) -> ReportData
                 lifecycle = None  # a backfilled older date has no lifecycle slice
         optional = {}
         for name in OPTIONAL_SECTIONS:
-            if name in ("nps_by_flow", "lifecycle_kpis") or not _exists(con, name):
+            if name in ("nps_by_flow", "lifecycle_kpis") or not relation_exists(con, SCHEMA, name):
                 continue
             columns = {row[0] for row in con.execute(f"describe {SCHEMA}.{name}").fetchall()}
             frame = (
