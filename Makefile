@@ -26,12 +26,16 @@ PIP_QUIET := 2> >(grep -v "is ignored: it is neither a file nor a directory" >&2
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
 
+# --compile-bytecode: every package's .pyc written at install time. Python otherwise compiles a
+# module from source on each import unless it may write its cache, which PYTHONDONTWRITEBYTECODE
+# (set in many container images, this project's CI among them) forbids: then every process paid
+# ~2.5 s for Dagster, ~2.4 s for Great Expectations and ~1.3 s for dbt, every run.
 $(STAMP): pyproject.toml $(LOCK)
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	@$(BIN)/python -c 'import sys; assert sys.version_info[:2] == (3, 11), "Python 3.11 is required, found " + sys.version'
 	@test -x $(UV) || $(BIN)/pip install --quiet uv==$(UV_VERSION) $(PIP_QUIET)
-	$(UV) pip sync --quiet --python $(BIN)/python --require-hashes $(LOCK)
-	$(UV) pip install --quiet --python $(BIN)/python --no-deps -e .
+	$(UV) pip sync --quiet --python $(BIN)/python --require-hashes --compile-bytecode $(LOCK)
+	$(UV) pip install --quiet --python $(BIN)/python --no-deps --compile-bytecode -e .
 	@touch $(STAMP)
 
 setup: $(STAMP) ## create .venv and install exactly requirements.lock, then the package itself
