@@ -178,6 +178,21 @@ def load_suite_from_dict(data: Mapping[str, Any]):
 # --- GX context (one per process) ---------------------------------------------------------------
 
 
+def prepare_in_background() -> threading.Thread:
+    """Builds the GX context (importing Great Expectations, ~1.5–2.5 s of Python) on a thread, so a
+    run's first check does not wait for it: the import proceeds while the run's own thread is in
+    DuckDB (ingest), which releases the GIL. A check that comes first simply waits for the import
+    (the functools.cache below and Python's import lock), so the result is the same either way."""
+    def prepare() -> None:
+        with _lock:  # a check's validate() takes the same lock: it waits for this, then reuses it
+            _gx()
+
+    thread = threading.Thread(target=prepare, name="gx-import", daemon=True)
+    thread.start()
+    return thread
+
+
+
 @dataclasses.dataclass
 class _Gx:
     context: Any
