@@ -11,8 +11,11 @@ other connection keys invalidate the parse exactly as in dbt.
 
 from __future__ import annotations
 
+import os
 import pprint
 import sys
+
+from .dbt_server import SERVER_ENV, run_on_server
 
 # Connection keys that say where the warehouse is and how much it may use, not what it holds.
 LOCATION_KEYS = frozenset({"path", "config_options"})
@@ -43,6 +46,11 @@ def install_location_free_profile_hash() -> None:
 
 
 def main() -> None:
+    address = os.environ.get(SERVER_ENV)
+    if address:  # the run's warm dbt process (dbt_server.py) takes the command, if it is there
+        code = run_on_server(address, sys.argv)
+        if code is not None:
+            sys.exit(code)
     install_location_free_profile_hash()
     from dbt.cli.main import cli
 

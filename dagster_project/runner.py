@@ -17,6 +17,7 @@ from typing import Iterator, Sequence
 import dagster as dg
 
 from . import run_log
+from .dbt_server import warm_dbt_process
 from .definitions import build_asset_graph, build_resources
 from .resources import LoyaltySettings
 
@@ -107,9 +108,13 @@ def run_pipeline(
         else {"tags": {"dagster/asset_partition_range_start": dates[0].isoformat(),
                        "dagster/asset_partition_range_end": dates[-1].isoformat()}}
     )
-    warehouse = settings.loyalty_config().warehouse_path
+    config = settings.loyalty_config()
+    warehouse = config.warehouse_path
     run_id = str(uuid.uuid4())
-    with run_lock(warehouse):
+    # The dbt step's process, started now so that it has imported dbt when the step comes (the
+    # Spark engine's dbt process starts its own JVM session: it is started by the step, as ever).
+    warm_dbt = warm_dbt_process() if config.engine == "duckdb" else contextlib.nullcontext()
+    with run_lock(warehouse), warm_dbt:
         run_log.record_start(warehouse, run_id, dates)
         try:
             result = _run_job(settings).execute_in_process(
