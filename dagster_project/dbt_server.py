@@ -93,8 +93,9 @@ def run_on_server(address: str, argv: list[str]) -> int | None:
         except OSError:
             return None
         request = json.dumps({"argv": argv, "env": dict(os.environ), "cwd": os.getcwd()}).encode()
+        stdio = [fd if _is_open(fd) else os.open(os.devnull, os.O_RDWR) for fd in (0, 1, 2)]
         try:
-            socket.send_fds(connection, [struct.pack("!I", len(request)) + request], [0, 1, 2])
+            socket.send_fds(connection, [struct.pack("!I", len(request)) + request], stdio)
             started = connection.recv(1)
         except OSError:
             started = b""
@@ -112,6 +113,14 @@ def run_on_server(address: str, argv: list[str]) -> int | None:
         print("loyalty-dbt: the warm dbt process ended before dbt finished", file=sys.stderr)
         return 70
     return CODE.unpack(reply)[0]
+
+
+def _is_open(fd: int) -> bool:
+    try:
+        os.fstat(fd)
+    except OSError:  # a daemon may start us without stdin
+        return False
+    return True
 
 
 def _receive(connection: socket.socket, size: int) -> bytes:
