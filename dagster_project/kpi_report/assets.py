@@ -102,26 +102,26 @@ def build_report_assets(
         slices = set(available_as_of_dates(database))
         newest = max(slices) if slices else None
         written = []
-        last_data = None
+        last_data = last_figures = None
         for as_of in run_as_of_dates(context, settings.as_of()):
             if as_of not in slices:
                 context.log.warning(f"report: no slice as of {as_of} in {database} (fewer than two periods?): skipped")
                 continue
             data = load_report_data(database, as_of)
-            html = render_report(data, config)
+            figures = build_figures(data, config)  # for the page and, of the last date, the thumbnails
+            html = render_report(data, config, figures=figures)
             path = write_atomic(folder / report_name(as_of), html)
             written.append(path)
             context.log.info(f"report: wrote {path} ({len(html):,} bytes)")
             # latest.html follows the newest slice: a backfill of older dates leaves it alone.
             if as_of == newest or not (folder / LATEST_NAME).exists():
                 write_atomic(folder / LATEST_NAME, html)
-            last_data = data
+            last_data, last_figures = data, figures
         if last_data is None:
             # A warehouse with less than two periods of data has no CLV or retention yet: the run
             # stays a success, the materialization says that no page was written.
             return dg.MaterializeResult(metadata={"reports_written": 0, "folder": dg.MetadataValue.path(str(folder))})
-        figures = build_figures(last_data, config)
-        images = thumbnails({name: figures[name] for name in THUMBNAIL_CHARTS if name in figures}, log=context.log.info)
+        images = thumbnails({name: last_figures[name] for name in THUMBNAIL_CHARTS if name in last_figures}, log=context.log.info)
         return dg.MaterializeResult(
             metadata={
                 "path": dg.MetadataValue.path(str(written[-1])),

@@ -380,15 +380,18 @@ def build_figures(data: ReportData, config: LoyaltyConfig) -> dict[str, Any]:
     return figures
 
 
-def render_report(data: ReportData, config: LoyaltyConfig, generated_at: dt.datetime | None = None) -> str:
-    """The whole page as one string: self-contained, no request of any kind when opened."""
+def render_report(
+    data: ReportData, config: LoyaltyConfig, generated_at: dt.datetime | None = None, figures: dict[str, Any] | None = None
+) -> str:
+    """The whole page as one string: self-contained, no request of any kind when opened.
+    ``figures``: build_figures(data, config) if the caller has built them already."""
     latest, previous = style.period_names(config)
     s_start, s_end = style.period_bounds(data.as_of, 0, config.period_months)
     f_start, f_end = style.period_bounds(data.as_of, 1, config.period_months)
     point = concentration(data)
     flow_cells = nps_flow_cells(data, config)
     lifecycle = lifecycle_tables(data, config)
-    figures = build_figures(data, config)
+    figures = build_figures(data, config) if figures is None else figures
     lowest = None
     if flow_cells is not None and not flow_cells.empty:
         row = flow_cells.iloc[0]
