@@ -53,15 +53,13 @@ def warm_dbt_process() -> Iterator[Path | None]:
         [sys.executable, "-u", "-m", "dagster_project.dbt_server", str(address), str(os.getpid())],
         stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
     )
-    saved = os.environ.get(SERVER_ENV)
-    os.environ[SERVER_ENV] = str(address)
+    # The run's side only (the client, loyalty-dbt, must not import dagster-dbt through dbt_project).
+    from .dbt_project import environment
+
     try:
-        yield address
+        with environment({SERVER_ENV: str(address)}):
+            yield address
     finally:
-        if saved is None:
-            os.environ.pop(SERVER_ENV, None)
-        else:
-            os.environ[SERVER_ENV] = saved
         if process.poll() is None:
             process.terminate()
         try:

@@ -192,7 +192,6 @@ def prepare_in_background() -> threading.Thread:
     return thread
 
 
-
 @dataclasses.dataclass
 class _Gx:
     context: Any
