@@ -5,6 +5,12 @@ comparison of two such warehouses.
 
     python benchmarks/ingest_only.py run --raw-dir <raw> --warehouse /tmp/a.duckdb [--json out.json]
     python benchmarks/ingest_only.py compare /tmp/a.duckdb /tmp/b.duckdb
+    python benchmarks/ingest_only.py floor --raw-dir <raw> --warehouse /tmp/f.duckdb
+
+``floor`` is what DuckDB alone needs to land the same transaction files: its typed CSV reader
+(the contract's types given, no sniffing), exact duplicate rows counted once (as benchmarks/floor.sql), the rows
+written to a table in a fresh file under the same settings. It checks no rule, keeps no text, no
+line numbers and no log, so it is a lower bound for ingest, not a replacement.
 
 For an A/B against another revision, export it (``git archive <rev> | tar -x -C /tmp/base``) and
 run this script with ``PYTHONPATH=/tmp/base``: ``dagster_project`` is then imported from there.
@@ -100,6 +106,28 @@ def run(raw_dir: Path, warehouse: Path, latest: str, earliest: str) -> dict:
     }
 
 
+def floor(raw_dir: Path, warehouse: Path) -> dict:
+    from dagster_project.raw_contract import SQL_TYPES, TRANSACTIONS
+    from dagster_project.warehouse import default_memory_limit
+
+    for leftover in (warehouse, Path(f"{warehouse}.wal")):
+        leftover.unlink(missing_ok=True)
+    settings = {"memory_limit": default_memory_limit(), "preserve_insertion_order": False,
+                "temp_directory": f"{warehouse}.tmp"}
+    files = sorted(str(p) for p in (raw_dir / TRANSACTIONS.folder).glob("*.csv"))
+    types = ", ".join(f"'{c.name}': '{SQL_TYPES[c.kind]}'" for c in TRANSACTIONS.columns)
+    started, cpu_begun = time.perf_counter(), _cpu()
+    con = duckdb.connect(str(warehouse), config=settings)
+    con.execute(
+        f"create table transactions as select distinct * from read_csv({files!r}, header = true,"
+        f" columns = {{{types}}})"
+    )
+    rows = con.execute("select count(*) from transactions").fetchone()[0]
+    con.close()
+    return {"seconds": round(time.perf_counter() - started, 2), "cpu_seconds": round(_cpu() - cpu_begun, 2),
+            "rows": rows, "peak_rss_gb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1e6, 2)}
+
+
 def compare(left: Path, right: Path) -> dict:
     """EXCEPT ALL both ways per raw table; the ingest log without its load times."""
     con = duckdb.connect()
@@ -130,12 +158,17 @@ def main(argv: list[str] | None = None) -> int:
     r.add_argument("--latest", default="2026-12-01", help="the day of the run (no date after it)")
     r.add_argument("--earliest", default="2000-01-01", help="business_start_date")
     r.add_argument("--json", type=Path)
+    f = sub.add_parser("floor")
+    f.add_argument("--raw-dir", type=Path, required=True)
+    f.add_argument("--warehouse", type=Path, required=True)
     c = sub.add_parser("compare")
     c.add_argument("left", type=Path)
     c.add_argument("right", type=Path)
     args = parser.parse_args(argv)
     if args.command == "run":
         result = run(args.raw_dir, args.warehouse, args.latest, args.earliest)
+    elif args.command == "floor":
+        result = floor(args.raw_dir, args.warehouse)
     else:
         result = compare(args.left, args.right)
     text = json.dumps(result, indent=1)
