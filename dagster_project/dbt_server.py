@@ -97,6 +97,9 @@ def run_on_server(address: str, argv: list[str]) -> int | None:
             started = connection.recv(1)
         except OSError:
             started = b""
+        finally:
+            for opened in set(stdio) - {0, 1, 2}:  # the /dev/null stand-ins: the server has its own copies
+                os.close(opened)
         if started != STARTED:
             os.close(server)
             return None

@@ -4,6 +4,7 @@ gets dbt's own output and exit code; without it, `loyalty-dbt` runs dbt itself."
 import os
 import socket
 import subprocess
+import time
 
 import duckdb
 import pytest
@@ -20,9 +21,19 @@ def _loyalty_dbt(*args: str, env: dict[str, str] | None = None) -> subprocess.Co
     )
 
 
+def _listening(address) -> None:
+    """Waits until the warm process has bound its socket: a client that comes earlier runs dbt
+    itself (the fallback), which is right for a run but not what these tests look at."""
+    deadline = time.monotonic() + 30
+    while not address.exists():
+        assert time.monotonic() < deadline, "the warm dbt process never bound its socket"
+        time.sleep(0.01)
+
+
 def test_a_command_runs_on_the_warm_process_with_its_output_and_exit_code():
     with warm_dbt_process() as address:
         assert address is not None and os.environ[SERVER_ENV] == str(address)
+        _listening(address)
         served = _loyalty_dbt("--version")
         assert not address.exists()  # the process took the command (it serves one, then is gone)
     assert SERVER_ENV not in os.environ
