@@ -93,7 +93,7 @@ histories as (
         sum(purchase_days.day_revenue) as purchase_revenue,
         sum(purchase_days.day_margin) as purchase_margin,
         -- Repeat revenue: all but the first purchase day's (whose date is unique per customer);
-        -- min_by instead of a join back to the first purchase date halves the model's time.
+        -- min_by instead of a join back to the first purchase date (at 10M: 3.2-3.8 s -> 1.9 s).
         sum(purchase_days.day_revenue) - min_by(purchase_days.day_revenue, purchase_days.purchase_date) as repeat_revenue,
         -- Up to the end of the calibration history.
         count(case when purchase_days.purchase_date <= cutoffs.calibration_end_date then 1 end) as calibration_purchase_day_count,
