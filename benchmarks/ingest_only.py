@@ -70,16 +70,23 @@ def _cpu() -> float:
     return usage.ru_utime + usage.ru_stime
 
 
+def _fresh_warehouse(warehouse: Path) -> dict:
+    """Removes an earlier file at ``warehouse``; returns the pipeline's DuckDB settings for it
+    under the default configuration (memory limit, insertion order not kept, spill folder)."""
+    from dagster_project.config import LoyaltyConfig
+    from dagster_project.warehouse import duckdb_settings
+
+    for leftover in (warehouse, Path(f"{warehouse}.wal")):
+        leftover.unlink(missing_ok=True)
+    return duckdb_settings(LoyaltyConfig(), warehouse)
+
+
 def run(raw_dir: Path, warehouse: Path, latest: str, earliest: str) -> dict:
     import dagster_project
     from dagster_project.ingest import ingest_source
     from dagster_project.raw_contract import NPS_RESPONSES, TRANSACTIONS, DateLimits
-    from dagster_project.warehouse import default_memory_limit
 
-    for leftover in (warehouse, Path(f"{warehouse}.wal")):
-        leftover.unlink(missing_ok=True)
-    settings = {"memory_limit": default_memory_limit(), "preserve_insertion_order": False,
-                "temp_directory": f"{warehouse}.tmp"}
+    settings = _fresh_warehouse(warehouse)
     limits = DateLimits(earliest=earliest, latest=latest)
     timings: dict = {}
     seconds: dict = {}
@@ -108,12 +115,8 @@ def run(raw_dir: Path, warehouse: Path, latest: str, earliest: str) -> dict:
 
 def floor(raw_dir: Path, warehouse: Path) -> dict:
     from dagster_project.raw_contract import SQL_TYPES, TRANSACTIONS
-    from dagster_project.warehouse import default_memory_limit
 
-    for leftover in (warehouse, Path(f"{warehouse}.wal")):
-        leftover.unlink(missing_ok=True)
-    settings = {"memory_limit": default_memory_limit(), "preserve_insertion_order": False,
-                "temp_directory": f"{warehouse}.tmp"}
+    settings = _fresh_warehouse(warehouse)
     files = sorted(str(p) for p in (raw_dir / TRANSACTIONS.folder).glob("*.csv"))
     types = ", ".join(f"'{c.name}': '{SQL_TYPES[c.kind]}'" for c in TRANSACTIONS.columns)
     started, cpu_begun = time.perf_counter(), _cpu()
