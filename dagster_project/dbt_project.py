@@ -15,10 +15,10 @@ import sys
 from pathlib import Path
 from typing import Any, Iterator, Mapping, Sequence
 
-from dagster_dbt import DbtCliResource, DbtProject
 from packaging import version
 
 from .config import PROJECT_ROOT, LoyaltyConfig, dbt_vars, yesterday
+from .dagster_dbt_without_core import DbtCliResource, DbtProject
 from .spark_engine import spark_environment
 from .warehouse import duckdb_settings
 

@@ -9,8 +9,8 @@ from typing import Any, Mapping, Sequence
 
 import dagster as dg
 import duckdb
-from dagster_dbt import DagsterDbtTranslator, DbtCliResource, dbt_assets
 
+from .dagster_dbt_without_core import DagsterDbtTranslator, DbtCliResource, dbt_assets
 from .dbt_project import (
     DBT_PROJECT_DIR,
     constant_dbt_vars,
