@@ -41,7 +41,7 @@ class AssetGraph:
 
 def build_asset_graph(config: LoyaltyConfig) -> AssetGraph:
     partitions = as_of_partitions(config)
-    dbt_assets = build_dbt_assets(partitions, SINGLE_RUN)
+    dbt_assets = build_dbt_assets(partitions, SINGLE_RUN, with_dev_checks=config.run_dbt_unit_tests)
     assets = [
         *build_ingest_assets(partitions, SINGLE_RUN),
         dbt_assets,

@@ -29,24 +29,44 @@ from .spark_engine import dbt_target_args, finish_spark_run, prepare_spark_run
 
 # Customer-level marts (tag customer_level) hold the latest as-of date only.
 CUSTOMER_LEVEL_SELECTOR = "tag:customer_level+"
+# The grain and column tests of staging and intermediate (dbt_project.yml tags them): only with
+# run_dbt_unit_tests, like the unit tests.
+DEV_CHECKS_TAG = "dev_checks"
 
 
 class LayerGroupsTranslator(DagsterDbtTranslator):
     """Every dbt model in the Dagster group of its layer (its folder under models/: staging,
-    intermediate, marts), so the UI shows the architecture instead of one `default` group."""
+    intermediate, marts), so the UI shows the architecture instead of one `default` group.
+
+    The dbt tests tagged DEV_CHECKS_TAG are asset checks only where the runs evaluate them
+    (``with_dev_checks``: run_dbt_unit_tests). Otherwise every run would list ~34 checks it never
+    runs ("did not yield or return expected outputs") and the UI would show them as never
+    evaluated; if such a test does run, dagster-dbt records its result as an observation."""
+
+    def __init__(self, with_dev_checks: bool) -> None:
+        super().__init__()
+        self.with_dev_checks = with_dev_checks
 
     def get_group_name(self, dbt_resource_props: Mapping[str, Any]) -> str | None:
         fqn = dbt_resource_props.get("fqn") or []
         return fqn[1] if len(fqn) > 2 else super().get_group_name(dbt_resource_props)
 
+    def get_asset_check_spec(self, asset_spec, manifest, unique_id, project):
+        test = manifest.get("nodes", {}).get(unique_id, {})
+        if not self.with_dev_checks and DEV_CHECKS_TAG in (test.get("tags") or []):
+            return None
+        return super().get_asset_check_spec(asset_spec, manifest, unique_id, project)
 
-def build_dbt_assets(partitions_def: dg.PartitionsDefinition, backfill_policy: dg.BackfillPolicy) -> dg.AssetsDefinition:
+
+def build_dbt_assets(
+    partitions_def: dg.PartitionsDefinition, backfill_policy: dg.BackfillPolicy, with_dev_checks: bool = False
+) -> dg.AssetsDefinition:
     """The dbt project as one multi-asset (built when the definitions are, from the manifest)."""
 
     @dbt_assets(
         manifest=dbt_project().manifest_path,
         project=dbt_project(),
-        dagster_dbt_translator=LayerGroupsTranslator(),
+        dagster_dbt_translator=LayerGroupsTranslator(with_dev_checks),
         name="loyalty_dbt_models",
         partitions_def=partitions_def,
         backfill_policy=backfill_policy,  # a backfilled range is one dbt build over all its dates
@@ -61,7 +81,7 @@ def build_dbt_assets(partitions_def: dg.PartitionsDefinition, backfill_policy: d
         if not config.run_dbt_unit_tests:
             # Unit tests and the grain / column tests of staging and intermediate (tag dev_checks)
             # belong to `make test` and CI; nightly keeps the business invariants and the mart tests.
-            args += ["--exclude-resource-type", "unit_test", "--exclude", "tag:dev_checks"]
+            args += ["--exclude-resource-type", "unit_test", "--exclude", f"tag:{DEV_CHECKS_TAG}"]
         newest = newest_published_as_of(config.warehouse_path)
         builds_customer_level = newest is None or dates[-1] >= newest
         if not builds_customer_level:

@@ -120,6 +120,28 @@ def test_every_mart_has_grain_checks():
     assert marts <= checked
 
 
+def test_dev_checks_are_asset_checks_only_where_runs_evaluate_them():
+    """The staging/intermediate grain tests (tag dev_checks) run only with run_dbt_unit_tests:
+    only then are they asset checks, so a default run lists no check it never evaluates."""
+    import json
+
+    from dagster_project.dbt_project import DBT_PROJECT_DIR
+    from dagster_project.transform import DEV_CHECKS_TAG
+
+    manifest = json.loads((DBT_PROJECT_DIR / "target" / "manifest.json").read_text())
+    tests = [node for node in manifest["nodes"].values() if node["resource_type"] == "test"]
+    dev_checks = {node["name"] for node in tests if DEV_CHECKS_TAG in node["tags"]}
+    nightly = {node["name"] for node in tests if DEV_CHECKS_TAG not in node["tags"]}
+    assert len(dev_checks) >= 20 and len(nightly) >= 20
+
+    def dbt_check_names(config: LoyaltyConfig) -> set[str]:
+        graph = build_definitions(config).resolve_asset_graph()
+        return {key.name for key in graph.asset_check_keys} & (dev_checks | nightly)
+
+    assert dbt_check_names(LoyaltyConfig()) == nightly
+    assert dbt_check_names(LoyaltyConfig(run_dbt_unit_tests=True)) == nightly | dev_checks
+
+
 def test_nightly_schedule_runs_yesterday_at_two_in_stockholm():
     nightly_schedule = build_definitions(LoyaltyConfig()).get_schedule_def("nightly_schedule")
     assert nightly_schedule.cron_schedule == "0 2 * * *"
