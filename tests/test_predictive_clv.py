@@ -7,6 +7,9 @@ import dataclasses
 import datetime as dt
 import importlib.resources
 import io
+import sys
+import threading
+import warnings
 
 import dagster as dg
 import duckdb
@@ -294,6 +297,46 @@ def test_parameters_out_of_bounds_are_refused(rfm_config, monkeypatch):
     assert kept[("current", model.GAMMA_GAMMA, "q")][1] is True  # it converged, but to q <= 1
     assert "q = 0.8 <= 1: no finite mean spend" in kept[("current", model.GAMMA_GAMMA, "q")][3]
     assert any("q = 0.8" in problem for problem in outcome.problems)
+
+
+def test_autograd_numbers_each_thread_s_traces_on_its_own_stack():
+    # lifetimes' gradients and hessians run on autograd, whose one global trace counter would let
+    # two fits in two threads interleave their trace numbers (model._PerThreadTraceStack).
+    import autograd.tracer
+
+    assert model.FITS_MAY_RUN_IN_THREADS
+    seen_by_other_thread = []
+    with autograd.tracer.trace_stack.new_trace() as outer:
+        # Opened while this thread holds a trace: the other thread's numbers start afresh.
+        other = threading.Thread(target=lambda: seen_by_other_thread.append(_trace_numbers()))
+        other.start()
+        other.join()
+        assert _trace_numbers() == (outer + 1, outer + 2)
+    assert seen_by_other_thread == [(0, 1)]
+
+
+def _trace_numbers() -> tuple[int, int]:
+    import autograd.tracer
+
+    with autograd.tracer.trace_stack.new_trace() as first, autograd.tracer.trace_stack.new_trace() as nested:
+        return first, nested
+
+
+def test_the_fits_side_by_side_in_threads_equal_the_fits_one_by_one(rfm_config, monkeypatch):
+    stdout, filters = sys.stdout, list(warnings.filters)
+    threaded = fit.run(rfm_config, [D1], log=lambda _: None)[0]
+    # Both belong to the process: fits that swapped them in each thread left them swapped.
+    assert sys.stdout is stdout and warnings.filters == filters
+    threads_parameters = _parameters(rfm_config, D1)
+    monkeypatch.setattr(model, "FITS_MAY_RUN_IN_THREADS", False)
+    one_by_one = fit.run(rfm_config, [D1], log=lambda _: None)[0]
+    assert threaded.problems == one_by_one.problems == []
+    for snapshot in (fit.CURRENT, fit.CALIBRATION):
+        for name in (model.MBG_NBD, model.GAMMA_GAMMA):
+            assert threaded.fits[snapshot][name].fit == one_by_one.fits[snapshot][name].fit, (snapshot, name)
+    # Without fitted_at (each run's own clock), the parameter rows are the same.
+    strip = lambda rows: {key: row[:4] for key, row in rows.items()}  # noqa: E731
+    assert len(threads_parameters) == 14 and strip(threads_parameters) == strip(_parameters(rfm_config, D1))
 
 
 def test_too_few_repeat_buyers_skip_the_fit_with_a_message(rfm_config):

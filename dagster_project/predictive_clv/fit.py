@@ -20,9 +20,12 @@ Per as-of date of the run:
 
 from __future__ import annotations
 
+import concurrent.futures
 import dataclasses
 import datetime as dt
+import functools
 import logging
+import os
 from typing import Callable, Sequence
 
 import duckdb
@@ -97,15 +100,19 @@ def _run_date(
 ) -> None:
     fitted_at = dt.datetime.now(dt.timezone.utc).replace(tzinfo=None, microsecond=0)
     parameter_rows: list[dict] = []
+    inputs: dict[str, FitInputs] = {}
     for snapshot in (CURRENT, CALIBRATION):
         history_end = _history_end(con, date, snapshot)
         if history_end is None:
             outcome.problems.append(f"{date} {snapshot}: no customers with a purchase in the history: no fit")
             continue
-        chosen = _fit_snapshot(con, config, date, snapshot, fitted_at, outcome, log)
+        inputs[snapshot] = _fit_inputs(con, config, date, snapshot, history_end, log)
+    fits = _fit_all(config, inputs)
+    for snapshot, snapshot_inputs in inputs.items():
+        chosen = _choose(con, date, snapshot, fitted_at, snapshot_inputs.sample_note, fits[snapshot], outcome)
         outcome.fits[snapshot] = chosen
         for parameters in chosen.values():
-            parameter_rows.extend(_parameter_rows(date, snapshot, history_end, parameters))
+            parameter_rows.extend(_parameter_rows(date, snapshot, snapshot_inputs.history_end, parameters))
     con.execute("begin transaction")
     try:
         _replace_slice(con, marts.CLV_MODEL_PARAMETERS, date, parameter_rows)
@@ -164,7 +171,19 @@ def _fit_sample(con, config, date, snapshot) -> tuple[str, str | None]:
     return f"hash(customer_id) <= {threshold}", f"fitted on a deterministic sample of about {config.clv_fit_max_customers} of {customers} customers"
 
 
-def _fit_snapshot(con, config, date, snapshot, fitted_at, outcome: DateOutcome, log: Log) -> dict[str, Parameters]:
+@dataclasses.dataclass(frozen=True)
+class FitInputs:
+    """One snapshot's fit data, read from the warehouse; ``skipped`` holds the fits not run (too
+    few repeat buyers), else None."""
+
+    history_end: dt.date
+    purchases: dict[str, np.ndarray]  # frequency, recency_days, t_days, customers (aggregated)
+    spend: dict[str, np.ndarray]  # frequency, monetary_value, customers (repeat buyers)
+    sample_note: str | None
+    skipped: dict[str, model.Fit] | None
+
+
+def _fit_inputs(con, config, date, snapshot, history_end, log: Log) -> FitInputs:
     sample, sample_note = _fit_sample(con, config, date, snapshot)
     purchases = con.execute(
         f"select frequency, recency_days, t_days, count(*) as customers from {RFM_TABLE}"
@@ -180,13 +199,13 @@ def _fit_snapshot(con, config, date, snapshot, fitted_at, outcome: DateOutcome, 
         [date, snapshot],
     ).fetchnumpy()
     repeat_customers = int(spend["customers"].sum()) if len(spend["customers"]) else 0
-    chosen: dict[str, Parameters] = {}
+    skipped = None
     if repeat_customers < config.clv_min_repeat_customers:
         reason = (
             f"{repeat_customers} repeat buyers, fewer than clv_min_repeat_customers = "
             f"{config.clv_min_repeat_customers}: fit skipped"
         )
-        fits = {
+        skipped = {
             config.clv_model: model.Fit(config.clv_model, {}, int(purchases["customers"].sum()), None, False, reason),
             model.GAMMA_GAMMA: model.Fit(model.GAMMA_GAMMA, {}, repeat_customers, None, False, reason),
         }
@@ -196,12 +215,40 @@ def _fit_snapshot(con, config, date, snapshot, fitted_at, outcome: DateOutcome, 
             f"({len(purchases['customers'])} distinct histories) and gamma_gamma on {repeat_customers} repeat buyers, "
             f"{snapshot} history as of {date}"
         )
-        fits = {
-            config.clv_model: model.fit_purchases(
-                config.clv_model, purchases["frequency"], purchases["recency_days"], purchases["t_days"], purchases["customers"]
-            ),
-            model.GAMMA_GAMMA: model.fit_spend(spend["frequency"], spend["monetary_value"], spend["customers"]),
-        }
+    return FitInputs(history_end, purchases, spend, sample_note, skipped)
+
+
+def _fit_all(config, inputs: dict[str, FitInputs]) -> dict[str, dict[str, model.Fit]]:
+    """Every fit of the date (snapshot -> model -> fit). The fits are independent, so they run
+    side by side in threads (numpy and scipy release the GIL in their array loops: at 10M, four
+    fits 2.4 s one by one, 1.65 s on two cores); the same fits as one by one."""
+    jobs: dict[tuple[str, str], Callable[[], model.Fit]] = {}
+    for snapshot, data in inputs.items():
+        if data.skipped is not None:
+            continue
+        purchases, spend = data.purchases, data.spend
+        jobs[snapshot, config.clv_model] = functools.partial(
+            model.fit_purchases,
+            config.clv_model, purchases["frequency"], purchases["recency_days"], purchases["t_days"], purchases["customers"],
+        )
+        jobs[snapshot, model.GAMMA_GAMMA] = functools.partial(
+            model.fit_spend, spend["frequency"], spend["monetary_value"], spend["customers"]
+        )
+    workers = min(len(jobs), os.cpu_count() or 1) if model.FITS_MAY_RUN_IN_THREADS else 1
+    if workers > 1:
+        with model.fits_side_by_side(), concurrent.futures.ThreadPoolExecutor(workers, thread_name_prefix="clv-fit") as pool:
+            results = dict(zip(jobs, pool.map(lambda job: job(), jobs.values())))
+    else:
+        results = {key: job() for key, job in jobs.items()}
+    fits: dict[str, dict[str, model.Fit]] = {}
+    for snapshot, data in inputs.items():
+        fits[snapshot] = data.skipped or {name: results[snapshot, name] for name in (config.clv_model, model.GAMMA_GAMMA)}
+    return fits
+
+
+def _choose(con, date, snapshot, fitted_at, sample_note, fits: dict[str, model.Fit], outcome: DateOutcome) -> dict[str, Parameters]:
+    """The parameters each model uses: tonight's fit, or the last good ones where it cannot be used."""
+    chosen: dict[str, Parameters] = {}
     for name, fit in fits.items():
         if fit.usable:
             notes = [note for note in (sample_note, fit.note) if note]

@@ -19,6 +19,7 @@ import contextlib
 import dataclasses
 import io
 import math
+import threading
 import warnings
 from typing import Mapping
 
@@ -29,6 +30,25 @@ with warnings.catch_warnings():
     # lifetimes 0.11.3 (archived) warns about pandas 4 on import; the pin keeps pandas < 4.
     warnings.simplefilter("ignore")
     from lifetimes import BetaGeoFitter, GammaGammaFitter, ModifiedBetaGeoFitter
+import autograd.tracer  # lifetimes' own dependency: its gradients and hessians
+
+
+class _PerThreadTraceStack(threading.local):
+    """autograd's trace stack, one per thread. autograd numbers its traces on one global counter,
+    so fits in two threads would interleave the numbers, and the nested trace of a hessian could
+    get the number of the trace around it: a wrong hessian. Per thread, each fit numbers its
+    traces exactly as it does alone."""
+
+    def __init__(self):
+        self.top = -1
+
+    new_trace = autograd.tracer.TraceStack.new_trace
+
+
+# Only where autograd still has the one global stack this replaces; otherwise fits run one by one.
+FITS_MAY_RUN_IN_THREADS = type(getattr(autograd.tracer, "trace_stack", None)) is getattr(autograd.tracer, "TraceStack", ())
+if FITS_MAY_RUN_IN_THREADS:
+    autograd.tracer.trace_stack = _PerThreadTraceStack()
 
 MBG_NBD = "mbg_nbd"
 BG_NBD = "bg_nbd"
@@ -115,11 +135,36 @@ def _fit_with_retries(fit_at):
     return None, None, "; ".join(failures)
 
 
-def _quietly(call):
+# Set while fits_side_by_side() has silenced the process for every fit inside it.
+_silenced = threading.Event()
+
+
+@contextlib.contextmanager
+def fits_side_by_side():
+    """Around fits that run in threads at once. stdout and the warnings filters belong to the
+    process: fits in threads that each swapped and restored them would restore each other's
+    (stdout left on a buffer, warnings left off), so they are silenced once, around all of them."""
+    with _silenced_output():
+        _silenced.set()
+        try:
+            yield
+        finally:
+            _silenced.clear()
+
+
+@contextlib.contextmanager
+def _silenced_output():
     # lifetimes prints scipy's result when a fit does not converge, then raises: keep it off stdout.
     with contextlib.redirect_stdout(io.StringIO()), warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        with np.errstate(all="ignore"):
+        yield
+
+
+def _quietly(call):
+    with np.errstate(all="ignore"):  # numpy's error state is per thread
+        if _silenced.is_set():
+            return call()
+        with _silenced_output():
             return call()
 
 
