@@ -152,6 +152,20 @@ def test_discounted_purchases_add_up_to_the_horizon_without_discounting():
     assert (discounted < horizon).all() and (discounted > horizon / 1.1**3).all()
 
 
+def test_discounted_purchases_of_customers_together_equal_each_customer_alone():
+    # Evaluated once per distinct (frequency, age): customers sharing it, with different recencies,
+    # get exactly what each gets on its own, in the input's order and shape.
+    parameters = {"r": 1.02, "alpha": 58.9, "a": 0.47, "b": 11.8}
+    x = np.array([[3.0, 0.0, 3.0], [12.0, 3.0, 0.0]])
+    t_x = np.array([[400.0, 0.0, 120.0], [700.0, 400.0, 0.0]])
+    T = np.array([[500.0, 300.0, 500.0], [720.0, 500.0, 300.0]])
+    for name in model.PURCHASE_MODELS:
+        together = model.discounted_expected_purchases(name, parameters, x, t_x, T, 3.0, 0.10)
+        alone = np.vectorize(lambda *h: float(model.discounted_expected_purchases(name, parameters, *h, 3.0, 0.10)))(x, t_x, T)
+        assert together.shape == x.shape and np.array_equal(together, alone), name
+        assert together[0, 0] != together[0, 2]  # same (x, T), another recency: another p_alive
+
+
 def test_a_fit_is_retried_at_looser_tolerances_before_it_counts_as_not_converged(cdnow):
     from lifetimes.utils import ConvergenceError
 

@@ -307,11 +307,16 @@ def discounted_expected_purchases(
     of the evaluations (at 500 000 customers 2 s instead of 6 s)."""
     unit_per_year = 365.25 / days_per_unit
     steps = int(round(horizon_years * steps_per_year))
-    total = np.zeros(np.shape(np.asarray(frequency, dtype=float)))
+    x, T = np.broadcast_arrays(np.asarray(frequency, dtype=float), np.asarray(age, dtype=float))
+    # The sum for a customer known to be alive depends on (x, T), not on recency: each distinct
+    # pair is evaluated once (at 10M: 64 000 pairs for 417 000 distinct histories), element by
+    # element the same arithmetic as for every customer.
+    pairs, inverse = np.unique((x + 1j * T).ravel(), return_inverse=True)
+    total = np.zeros(len(pairs))
     previous = np.zeros_like(total)
     for step in range(1, steps + 1):
-        cumulative = _purchases_if_alive(model, parameters, step / steps_per_year * unit_per_year, frequency, age)
+        cumulative = _purchases_if_alive(model, parameters, step / steps_per_year * unit_per_year, pairs.real, pairs.imag)
         middle_years = (step - 0.5) / steps_per_year
         total += (cumulative - previous) / (1 + yearly_discount_rate) ** middle_years
         previous = cumulative
-    return p_alive(model, parameters, frequency, recency, age) * total
+    return p_alive(model, parameters, frequency, recency, age) * total[inverse.reshape(-1)].reshape(x.shape)
