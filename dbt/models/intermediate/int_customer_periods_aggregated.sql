@@ -14,7 +14,7 @@
 {%- set continues = is_incremental() and continues_previous_build() %}
 with
 
-all_transactions as (
+all_transactions as {{ not_materialized() }} (
     select * from {{ ref('stg_raw__transactions') }}
 ),
 
