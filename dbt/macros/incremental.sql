@@ -29,21 +29,6 @@
     select {{ columns }} from {{ arg_dict['temp_relation'] }}
 {%- endmacro %}
 
-{#- `name as {{ not_materialized() }} (...)`: a CTE that the query reads more than once is inlined
-    at each read instead of stored first. DuckDB stores such a CTE by default; for a night's
-    all_transactions that meant copying every transaction (10M: ~0.16 s per model) only to keep the
-    few thousand customers' rows that are recomputed. Spark inlines CTEs and has no such keyword. -#}
-{% macro not_materialized() -%}
-    {{ return(adapter.dispatch('not_materialized')()) }}
-{%- endmacro %}
-
-{% macro duckdb__not_materialized() -%}
-    not materialized
-{%- endmacro %}
-
-{% macro default__not_materialized() -%}
-{%- endmacro %}
-
 {% macro incremental_ops_relation(identifier) -%}
     {{ return(api.Relation.create(schema='ops', identifier=identifier)) }}
 {%- endmacro %}

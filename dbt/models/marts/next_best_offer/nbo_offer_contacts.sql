@@ -18,7 +18,7 @@ offers as (
     select * from {{ ref('stg_raw__offers') }}
 ),
 
-transactions as (
+transactions as {{ not_materialized() }} (
     select * from {{ ref('stg_raw__transactions') }}
     where is_purchase and transaction_date <= {{ as_of_date() }}
 ),
