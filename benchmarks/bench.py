@@ -841,6 +841,19 @@ def run_size(
         result.incremental.extra["agreement"] = compared
         result.incremental.extra["day_rows"] = _count_lines(day_file) - 1
         log(f"{label}: incremental figures agree with the floor")
+        if engine == "duckdb" and (st.get("dbt") or {}).get("target"):
+            # What the night's models and tests cost in DuckDB alone (BENCHMARKS.md: why the night
+            # misses the floor): its dbt.log replayed without dbt on a copy of its warehouse.
+            from benchmarks import profile_pipeline
+
+            try:
+                replay = profile_pipeline.replay_dbt_sql(Path(st["dbt"]["target"]) / "dbt.log", warehouse, folder / "replay")
+            except Exception as error:  # a profile is a bonus: report, never fail the benchmark
+                replay = {"error": f"{type(error).__name__}: {error}"}
+            result.incremental.extra["night_sql"] = replay
+            log(f"{label}: the night's dbt SQL without dbt: "
+                + (f"{replay['seconds']:.2f} s ({replay['statements']} statements, {replay['failed']} failed)"
+                   if "seconds" in replay else replay["error"]))
         if incremental_check:
             # The contract of the incremental intermediates: the night equals a fresh build of its date.
             fresh = folder / "fresh" / "warehouse.duckdb"
@@ -1177,6 +1190,12 @@ def render_report(results: dict[int, SizeResult], info: dict, project: Project, 
         if r.incremental_stages:
             add("")
             add(_stage_table(r.incremental_stages, m))
+        if m.extra.get("night_sql"):
+            from benchmarks import profile_pipeline
+
+            floor = SizeResult.best(r.floor)
+            add("")
+            add(profile_pipeline.render_replay(m.extra["night_sql"], floor.wall_s if floor else None, _label(n)))
         add("")
     add("## Where the time goes (pipeline stages)")
     add("")

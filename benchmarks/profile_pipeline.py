@@ -7,6 +7,9 @@
 2. dbt models and tests: every node's compiled SQL from the measured run, re-run with
    ``EXPLAIN (ANALYZE, FORMAT JSON)`` read-only against that run's warehouse: the operators that take
    the time (READ, HASH_GROUP_BY, WINDOW, HASH_JOIN ...) with their row counts.
+3. The incremental night's dbt SQL without dbt (``replay_dbt_sql``): every statement its dbt.log
+   records, replayed in one DuckDB connection on a copy of the night's warehouse. What the night's
+   models and tests cost in DuckDB alone, with no dbt, Dagster or Python step around them.
 
 Best effort: the project changes under it, so every failure is reported, never raised.
 """
@@ -212,6 +215,82 @@ def profile_dbt(warehouse: Path, dbt_info: dict, top_nodes: int = 8) -> dict:
     finally:
         con.close()
     return {"nodes": out}
+
+
+TRANSACTION_CONTROL = {"BEGIN", "COMMIT", "ROLLBACK"}
+
+
+def dbt_statements(dbt_log: Path) -> list[tuple[str, str]]:
+    """(node, SQL) of every statement a dbt.log records, node by node in the order the nodes started
+    (dbt's threads interleave them in the log), without transaction control: each statement runs on
+    its own (the threads' BEGIN/COMMIT would nest in one connection)."""
+    by_node: dict[str, list[str]] = {}
+    for line in dbt_log.read_text().splitlines():
+        try:
+            event = json.loads(line)
+        except ValueError:
+            continue
+        if event.get("info", {}).get("name") != "SQLQuery":
+            continue
+        data = event.get("data", {})
+        sql = data.get("sql") or ""
+        if sql.strip().upper() in TRANSACTION_CONTROL:
+            continue
+        by_node.setdefault(data.get("node_info", {}).get("node_name") or "(dbt itself)", []).append(sql)
+    return [(node, sql) for node, statements in by_node.items() for sql in statements]
+
+
+def replay_dbt_sql(dbt_log: Path, warehouse: Path, work: Path, threads: int | None = None) -> dict:
+    """Every statement of ``dbt_log`` in one DuckDB connection on a copy of ``warehouse``, one after
+    the other, timed: what the SQL of a dbt build costs without dbt. Meant for the incremental night
+    on a copy of its own warehouse: its compiled SQL names the as-of dates literally, and the ops
+    tables it reads (the changed customers, the build mode) are still there, so each statement does
+    the night's work again (the recomputed customers, the carried rows, every mart and test)."""
+    import time
+
+    import duckdb
+
+    statements = dbt_statements(dbt_log)
+    # dbt-duckdb names the database after the file's stem: the copy keeps the name.
+    work.mkdir(parents=True, exist_ok=True)
+    copy = work / warehouse.name
+    shutil.copyfile(warehouse, copy)
+    seconds: dict[str, float] = {}
+    failures: list[str] = []
+    config = {"threads": threads} if threads else {}
+    try:
+        with duckdb.connect(str(copy), config=config) as con:
+            started = time.perf_counter()
+            for node, sql in statements:
+                began = time.perf_counter()
+                try:
+                    con.execute(sql).fetchall()
+                except duckdb.Error as error:
+                    failures.append(f"{node}: {str(error).splitlines()[0][:160]}")
+                seconds[node] = seconds.get(node, 0.0) + time.perf_counter() - began
+            total = time.perf_counter() - started
+            threads_used = con.execute("select current_setting('threads')").fetchone()[0]
+    finally:
+        for leftover in work.glob(copy.name + "*"):
+            shutil.rmtree(leftover, ignore_errors=True) if leftover.is_dir() else leftover.unlink(missing_ok=True)
+    return {
+        "statements": len(statements), "nodes": len(seconds), "seconds": round(total, 3), "threads": threads_used,
+        "failures": failures[:20], "failed": len(failures),
+        "slowest": [[node, round(s, 3)] for node, s in sorted(seconds.items(), key=lambda kv: -kv[1])[:10]],
+    }
+
+
+def render_replay(replay: dict, floor_s: float | None, floor_label: str) -> str:
+    if replay.get("error"):
+        return f"The night's dbt SQL without dbt: replay failed: {replay['error'][:300]}"
+    ratio = f" = {replay['seconds'] / floor_s:.2f} × the floor at {floor_label} ({floor_s:.1f} s)" if floor_s else ""
+    failed = (f" {replay['failed']} statement(s) failed, so the figure is a lower bound: "
+              + "; ".join(replay["failures"][:3])) if replay.get("failed") else ""
+    slowest = ", ".join(f"{node} {s:.2f} s" for node, s in replay["slowest"][:8])
+    return (f"The night's dbt SQL without dbt (`profile_pipeline.replay_dbt_sql`: the {replay['statements']} statements "
+            f"of its dbt.log, {replay['nodes']} nodes, one after the other in one DuckDB connection with "
+            f"{replay['threads']} threads, on a copy of the night's warehouse): **{replay['seconds']:.2f} s**{ratio}."
+            f"{failed} Slowest nodes: {slowest}.")
 
 
 def profile(project, landing: Path, as_of: dt.date, out_dir: Path, dbt_info: dict, warehouse: Path,

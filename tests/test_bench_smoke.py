@@ -132,3 +132,45 @@ def test_the_targets_table_holds_the_issues_ratios_to_the_floor_of_the_same_run(
     assert slow["fixed cost: full run at 1M (wall)"] is None  # a miss on a loaded machine is not the issue's condition
     quiet = {name: ok for name, _, _, ok in bench.evaluate_targets({1_000_000: _size(1_000_000, 20.0, 1.0, load=0.4)})}
     assert quiet["fixed cost: full run at 1M (wall)"] is False
+
+
+def test_the_dbt_sql_replay_runs_each_nodes_statements_in_order_on_a_copy(tmp_path):
+    """benchmarks/profile_pipeline.replay_dbt_sql: the statements of a dbt.log, node by node in the
+    order the nodes started (dbt's two threads interleave them), without BEGIN/COMMIT, on a copy."""
+    import json
+
+    import duckdb
+
+    from benchmarks import profile_pipeline
+
+    warehouse = tmp_path / "night" / "warehouse.duckdb"
+    warehouse.parent.mkdir()
+    with duckdb.connect(str(warehouse)) as con:
+        con.execute("create table raw_rows as select range as n from range(1000)")
+
+    def query(node, sql):
+        return json.dumps({"info": {"name": "SQLQuery"}, "data": {"sql": sql, "node_info": {"node_name": node}}})
+
+    log = tmp_path / "dbt.log"
+    log.write_text("\n".join([
+        "not json: dbt writes plain lines too",
+        query("model_a", "BEGIN"),
+        query("model_a", "create table warehouse.main.a__dbt_tmp as select n * 2 as m from warehouse.main.raw_rows"),
+        query("model_b", "BEGIN"),  # thread 2 starts model_b: its lines interleave with model_a's
+        query("model_a", "COMMIT"),
+        query("model_b", "create table warehouse.main.b as select sum(m) as total from warehouse.main.a"),
+        query("model_a", "alter table warehouse.main.a__dbt_tmp rename to a"),
+        json.dumps({"info": {"name": "SQLQueryStatus"}, "data": {"elapsed": 0.1}}),
+        query("test_c", "select * from warehouse.main.missing_table"),
+    ]))
+
+    statements = profile_pipeline.dbt_statements(log)
+    assert [node for node, _ in statements] == ["model_a", "model_a", "model_b", "test_c"]
+    replay = profile_pipeline.replay_dbt_sql(log, warehouse, tmp_path / "work")
+    assert (replay["statements"], replay["nodes"], replay["failed"]) == (4, 3, 1)
+    # model_b read `a` after model_a's rename, although its line came first: node by node, in start order.
+    assert replay["failures"][0].startswith("test_c: Catalog Error")
+    assert {node for node, _ in replay["slowest"]} == {"model_a", "model_b", "test_c"}
+    assert replay["seconds"] > 0 and list((tmp_path / "work").iterdir()) == []  # the copy is gone
+    with duckdb.connect(str(warehouse), read_only=True) as con:  # the measured warehouse is untouched
+        assert [t for (t,) in con.execute("select table_name from information_schema.tables").fetchall()] == ["raw_rows"]
