@@ -1214,7 +1214,8 @@ def render_report(results: dict[int, SizeResult], info: dict, project: Project, 
         if r.profile:
             from benchmarks import profile_pipeline
 
-            add(profile_pipeline.render(r.profile, _label(n)))
+            floor = SizeResult.best(r.floor)
+            add(profile_pipeline.render(r.profile, _label(n), floor.wall_s if floor else None))
     if other:  # a section of BENCHMARKS.md under its own "##" heading: every heading one level down
         lines = [("#" + line) if line.startswith("#") else line for line in lines]
     return "\n".join(lines) + "\n"

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import re
 import shutil
 import sys
 import textwrap
@@ -218,6 +219,26 @@ def profile_dbt(warehouse: Path, dbt_info: dict, top_nodes: int = 8) -> dict:
 
 
 TRANSACTION_CONTROL = {"BEGIN", "COMMIT", "ROLLBACK"}
+_NAME = r"(?:\"[^\"]+\"|\w+)"
+# A statement that creates a persistent table under a name (group 1: temporary, group 2: the name) ...
+CREATE_TABLE = re.compile(rf"^\s*(?:/\*.*?\*/)?\s*create\s+(?:or\s+replace\s+)?(temp(?:orary)?\s+)?table\s+"
+                          rf"(?:if\s+not\s+exists\s+)?({_NAME}(?:\.{_NAME})*)", re.IGNORECASE | re.DOTALL)
+# ... or renames a relation (group 1: table or view, 2: its schema, 3: the new name).
+RENAME = re.compile(rf"^\s*(?:/\*.*?\*/)?\s*alter\s+(table|view)\s+((?:{_NAME}\.)*){_NAME}\s+rename\s+to\s+({_NAME})",
+                    re.IGNORECASE | re.DOTALL)
+
+
+def _already_built(sql: str) -> list[str]:
+    """Drops to run before replaying ``sql`` on a copy of a built warehouse: a full build made its
+    tables and views under names that did not exist yet (a first build of an incremental model; the
+    table materialisation's rename of X__dbt_tmp to X with no X to move aside), which the copy holds."""
+    created = CREATE_TABLE.search(sql)
+    if created and not created.group(1):
+        return [f"drop table if exists {created.group(2)}"]
+    renamed = RENAME.search(sql)
+    if renamed:
+        return [f"drop {renamed.group(1)} if exists {renamed.group(2)}{renamed.group(3)}"]
+    return []
 
 
 def dbt_statements(dbt_log: Path) -> list[tuple[str, str]]:
@@ -245,7 +266,9 @@ def replay_dbt_sql(dbt_log: Path, warehouse: Path, work: Path, threads: int | No
     the other, timed: what the SQL of a dbt build costs without dbt. Meant for the incremental night
     on a copy of its own warehouse: its compiled SQL names the as-of dates literally, and the ops
     tables it reads (the changed customers, the build mode) are still there, so each statement does
-    the night's work again (the recomputed customers, the carried rows, every mart and test)."""
+    the night's work again (the recomputed customers, the carried rows, every mart and test). On a
+    full run's warehouse, what the build created under a new name is dropped first, untimed
+    (``_already_built``)."""
     import time
 
     import duckdb
@@ -262,6 +285,8 @@ def replay_dbt_sql(dbt_log: Path, warehouse: Path, work: Path, threads: int | No
         with duckdb.connect(str(copy), config=config) as con:
             started = time.perf_counter()
             for node, sql in statements:
+                for drop in _already_built(sql):
+                    con.execute(drop)
                 began = time.perf_counter()
                 try:
                     con.execute(sql).fetchall()
@@ -280,16 +305,16 @@ def replay_dbt_sql(dbt_log: Path, warehouse: Path, work: Path, threads: int | No
     }
 
 
-def render_replay(replay: dict, floor_s: float | None, floor_label: str) -> str:
+def render_replay(replay: dict, floor_s: float | None, floor_label: str, run: str = "night") -> str:
     if replay.get("error"):
-        return f"The night's dbt SQL without dbt: replay failed: {replay['error'][:300]}"
+        return f"The {run}'s dbt SQL without dbt: replay failed: {replay['error'][:300]}"
     ratio = f" = {replay['seconds'] / floor_s:.2f} × the floor at {floor_label} ({floor_s:.1f} s)" if floor_s else ""
     failed = (f" {replay['failed']} statement(s) failed, so the figure is a lower bound: "
               + "; ".join(replay["failures"][:3])) if replay.get("failed") else ""
     slowest = ", ".join(f"{node} {s:.2f} s" for node, s in replay["slowest"][:8])
-    return (f"The night's dbt SQL without dbt (`profile_pipeline.replay_dbt_sql`: the {replay['statements']} statements "
+    return (f"The {run}'s dbt SQL without dbt (`profile_pipeline.replay_dbt_sql`: the {replay['statements']} statements "
             f"of its dbt.log, {replay['nodes']} nodes, one after the other in one DuckDB connection with "
-            f"{replay['threads']} threads, on a copy of the night's warehouse): **{replay['seconds']:.2f} s**{ratio}."
+            f"{replay['threads']} threads, on a copy of its warehouse): **{replay['seconds']:.2f} s**{ratio}."
             f"{failed} Slowest nodes: {slowest}.")
 
 
@@ -302,15 +327,22 @@ def profile(project, landing: Path, as_of: dt.date, out_dir: Path, dbt_info: dic
     except Exception as error:  # noqa: BLE001
         result["dbt"] = {"error": f"{type(error).__name__}: {error}"}
     try:
+        result["dbt_sql"] = replay_dbt_sql(Path(dbt_info["target"]) / "dbt.log", warehouse, out_dir / "replay") \
+            if dbt_info.get("target") else {"error": "the measured pipeline run did not get to dbt"}
+    except Exception as error:  # noqa: BLE001
+        result["dbt_sql"] = {"error": f"{type(error).__name__}: {error}"}
+    try:
         result["ingest"] = profile_ingest(project, landing, as_of, out_dir, timeout)
     except Exception as error:  # noqa: BLE001
         result["ingest"] = {"error": f"{type(error).__name__}: {error}"}
     return result
 
 
-def render(profile_result: dict, label: str) -> str:
+def render(profile_result: dict, label: str, floor_s: float | None = None) -> str:
     """Markdown for the report."""
     lines = [f"#### Profile at {label}", ""]
+    if profile_result.get("dbt_sql"):
+        lines += [render_replay(profile_result["dbt_sql"], floor_s, label, "full run"), ""]
     ingest = profile_result.get("ingest") or {}
     if ingest.get("error"):
         lines.append(f"Ingest profile failed: {ingest['error'][:300]}")

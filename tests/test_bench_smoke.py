@@ -162,15 +162,20 @@ def test_the_dbt_sql_replay_runs_each_nodes_statements_in_order_on_a_copy(tmp_pa
         query("model_a", "alter table warehouse.main.a__dbt_tmp rename to a"),
         json.dumps({"info": {"name": "SQLQueryStatus"}, "data": {"elapsed": 0.1}}),
         query("test_c", "select * from warehouse.main.missing_table"),
+        # A full build's first creation of a table under its own name: the copy's is dropped first.
+        query("model_d", '/* {"node_id": "model_d"} */\n  create  table\n "warehouse"."main"."raw_rows" as (select 1 as n)'),
+        # A first build's table materialisation: the tmp table renamed to a name the copy holds.
+        query("model_e", 'create table "warehouse"."main"."e__dbt_tmp" as select 1 as n'),
+        query("model_e", 'alter table "warehouse"."main"."e__dbt_tmp" rename to "raw_rows"'),
     ]))
 
     statements = profile_pipeline.dbt_statements(log)
-    assert [node for node, _ in statements] == ["model_a", "model_a", "model_b", "test_c"]
+    assert [node for node, _ in statements] == ["model_a", "model_a", "model_b", "test_c", "model_d", "model_e", "model_e"]
     replay = profile_pipeline.replay_dbt_sql(log, warehouse, tmp_path / "work")
-    assert (replay["statements"], replay["nodes"], replay["failed"]) == (4, 3, 1)
+    assert (replay["statements"], replay["nodes"], replay["failed"]) == (7, 5, 1)
     # model_b read `a` after model_a's rename, although its line came first: node by node, in start order.
     assert replay["failures"][0].startswith("test_c: Catalog Error")
-    assert {node for node, _ in replay["slowest"]} == {"model_a", "model_b", "test_c"}
+    assert {node for node, _ in replay["slowest"]} == {"model_a", "model_b", "test_c", "model_d", "model_e"}
     assert replay["seconds"] > 0 and list((tmp_path / "work").iterdir()) == []  # the copy is gone
     with duckdb.connect(str(warehouse), read_only=True) as con:  # the measured warehouse is untouched
         assert [t for (t,) in con.execute("select table_name from information_schema.tables").fetchall()] == ["raw_rows"]
