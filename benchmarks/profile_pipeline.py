@@ -7,9 +7,10 @@
 2. dbt models and tests: every node's compiled SQL from the measured run, re-run with
    ``EXPLAIN (ANALYZE, FORMAT JSON)`` read-only against that run's warehouse: the operators that take
    the time (READ, HASH_GROUP_BY, WINDOW, HASH_JOIN ...) with their row counts.
-3. The incremental night's dbt SQL without dbt (``replay_dbt_sql``): every statement its dbt.log
-   records, replayed in one DuckDB connection on a copy of the night's warehouse. What the night's
-   models and tests cost in DuckDB alone, with no dbt, Dagster or Python step around them.
+3. A run's dbt SQL without dbt (``replay_dbt_sql``): every statement its dbt.log records, replayed
+   in one DuckDB connection on a copy of its warehouse. What the models and tests cost in DuckDB
+   alone, with no dbt, Dagster or Python step around them (the full run here; bench.py replays
+   every incremental night's too).
 
 Best effort: the project changes under it, so every failure is reported, never raised.
 """
@@ -22,6 +23,7 @@ import re
 import shutil
 import sys
 import textwrap
+import time
 from pathlib import Path
 
 INGEST_PROBE = textwrap.dedent(
@@ -261,16 +263,14 @@ def dbt_statements(dbt_log: Path) -> list[tuple[str, str]]:
     return [(node, sql) for node, statements in by_node.items() for sql in statements]
 
 
-def replay_dbt_sql(dbt_log: Path, warehouse: Path, work: Path, threads: int | None = None) -> dict:
+def replay_dbt_sql(dbt_log: Path, warehouse: Path, work: Path) -> dict:
     """Every statement of ``dbt_log`` in one DuckDB connection on a copy of ``warehouse``, one after
     the other, timed: what the SQL of a dbt build costs without dbt. Meant for the incremental night
     on a copy of its own warehouse: its compiled SQL names the as-of dates literally, and the ops
     tables it reads (the changed customers, the build mode) are still there, so each statement does
     the night's work again (the recomputed customers, the carried rows, every mart and test). On a
     full run's warehouse, what the build created under a new name is dropped first, untimed
-    (``_already_built``)."""
-    import time
-
+    (``_already_built``). DuckDB's own defaults (threads = cores), as the floor has them."""
     import duckdb
 
     statements = dbt_statements(dbt_log)
@@ -280,9 +280,8 @@ def replay_dbt_sql(dbt_log: Path, warehouse: Path, work: Path, threads: int | No
     shutil.copyfile(warehouse, copy)
     seconds: dict[str, float] = {}
     failures: list[str] = []
-    config = {"threads": threads} if threads else {}
     try:
-        with duckdb.connect(str(copy), config=config) as con:
+        with duckdb.connect(str(copy)) as con:
             started = time.perf_counter()
             for node, sql in statements:
                 for drop in _already_built(sql):
