@@ -846,10 +846,7 @@ def run_size(
             # misses the floor): its dbt.log replayed without dbt on a copy of its warehouse.
             from benchmarks import profile_pipeline
 
-            try:
-                replay = profile_pipeline.replay_dbt_sql(Path(st["dbt"]["target"]) / "dbt.log", warehouse, folder / "replay")
-            except Exception as error:  # a profile is a bonus: report, never fail the benchmark
-                replay = {"error": f"{type(error).__name__}: {error}"}
+            replay = profile_pipeline.replay_run(st["dbt"], warehouse, folder / "replay")
             result.incremental.extra["night_sql"] = replay
             log(f"{label}: the night's dbt SQL without dbt: "
                 + (f"{replay['seconds']:.2f} s ({replay['statements']} statements, {replay['failed']} failed)"

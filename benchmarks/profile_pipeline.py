@@ -304,6 +304,17 @@ def replay_dbt_sql(dbt_log: Path, warehouse: Path, work: Path) -> dict:
     }
 
 
+def replay_run(dbt_info: dict, warehouse: Path, work: Path) -> dict:
+    """``replay_dbt_sql`` of a measured run (the dbt part of its stages), or why not: best effort,
+    never raises (a profile must not fail the benchmark)."""
+    if not dbt_info.get("target"):
+        return {"error": "the measured pipeline run did not get to dbt"}
+    try:
+        return replay_dbt_sql(Path(dbt_info["target"]) / "dbt.log", warehouse, work)
+    except Exception as error:  # noqa: BLE001
+        return {"error": f"{type(error).__name__}: {error}"}
+
+
 def render_replay(replay: dict, floor_s: float | None, floor_label: str, run: str = "night") -> str:
     if replay.get("error"):
         return f"The {run}'s dbt SQL without dbt: replay failed: {replay['error'][:300]}"
@@ -325,11 +336,7 @@ def profile(project, landing: Path, as_of: dt.date, out_dir: Path, dbt_info: dic
             "error": "the measured pipeline run did not get to dbt"}
     except Exception as error:  # noqa: BLE001
         result["dbt"] = {"error": f"{type(error).__name__}: {error}"}
-    try:
-        result["dbt_sql"] = replay_dbt_sql(Path(dbt_info["target"]) / "dbt.log", warehouse, out_dir / "replay") \
-            if dbt_info.get("target") else {"error": "the measured pipeline run did not get to dbt"}
-    except Exception as error:  # noqa: BLE001
-        result["dbt_sql"] = {"error": f"{type(error).__name__}: {error}"}
+    result["dbt_sql"] = replay_run(dbt_info, warehouse, out_dir / "replay")
     try:
         result["ingest"] = profile_ingest(project, landing, as_of, out_dir, timeout)
     except Exception as error:  # noqa: BLE001
