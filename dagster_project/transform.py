@@ -11,6 +11,7 @@ import dagster as dg
 import duckdb
 
 from .dagster_dbt_without_core import DagsterDbtTranslator, DbtCliResource, dbt_assets
+from .background_imports import import_in_background
 from .dbt_project import (
     DBT_PROJECT_DIR,
     constant_dbt_vars,
@@ -104,6 +105,8 @@ def build_dbt_assets(
         seed_partial_parse(target_path, key)
         with environment(dbt_environment(config)):
             invocation = dbt.cli(args, context=context, target_path=target_path)
+        # This process only waits for dbt now: the steps after it get their libraries imported meanwhile.
+        import_in_background()
         try:
             yield from invocation.stream()
             if invocation.is_successful() and builds_customer_level and config.engine == "duckdb":
