@@ -12,9 +12,10 @@ from ..publish import DATABASE_FILE, PUBLISHED_KEY
 from ..resources import LoyaltySettings
 from . import style
 from .data import ReportData, available_as_of_dates, load_report_data
-from .page import HEADLINE_LABELS, build_figures, headline_value, render_report
 from .publish import LATEST_NAME, report_folder, report_name, write_atomic
-from .thumbnails import thumbnails
+
+# .page and .thumbnails (plotly, great_tables, Jinja2) are imported where they are used: loading
+# the definitions does not pay for them, and a run imports them while dbt runs (background_imports).
 
 # Charts shown as thumbnails in the materialization's preview (when kaleido and a Chromium are there).
 THUMBNAIL_CHARTS = {"clv-bars": "CLV and portfolio value", "lorenz": "Value concentration"}
@@ -24,6 +25,8 @@ REPORT_KEY = dg.AssetKey(["published", "kpi_report"])
 
 def headline_markdown(data: ReportData, config: LoyaltyConfig, images: dict[str, str] | None = None) -> str:
     """The headline table for the Dagster UI's markdown preview, then any thumbnails (base64 PNG)."""
+    from .page import HEADLINE_LABELS, headline_value
+
     lines = [
         f"**Loyalty KPI report as of {data.as_of}**",
         "",
@@ -96,6 +99,9 @@ def build_report_assets(
         ),
     )
     def kpi_report(context: dg.AssetExecutionContext, settings: LoyaltySettings) -> dg.MaterializeResult:
+        from .page import build_figures, render_report
+        from .thumbnails import thumbnails
+
         config = settings.loyalty_config()
         database = config.publish_path / DATABASE_FILE
         folder = report_folder(config.publish_path)
