@@ -16,6 +16,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import hashlib
+import time
 from pathlib import Path
 
 import duckdb
@@ -35,6 +36,16 @@ CONFLICT_REASON = "conflicting values for a repeated {key}"
 LANDING_TABLE = "landing_batch"
 LANDING_VIEW = "landing_rows"  # the batch with file names, line numbers and the text as read
 DECISIONS_TABLE = "ingest_decisions"  # only the rows whose key repeats or is already known
+# The landing files' digests as last computed, with what the file system said about each file
+# then: a night hashes only new and changed files, not the whole history again (at 10M
+# transactions 460 MB, 0.35 s; at 100M 4.8 GB, every night). As git's index does: a file with the
+# recorded device, inode, size, mtime and ctime has the recorded content. Programs can set mtime
+# (utime, touch, cp -p) but not ctime: any write to the file, or another file renamed over it,
+# gives it a new ctime or inode. A record is trusted only when the file's last change came
+# RACY_MARGIN_NS before its hashing began: within a file system's timestamp granularity a write
+# right after the hash could leave both times as recorded (git's "racy" entries).
+DIGESTS_TABLE = "ops.landing_file_digests"
+RACY_MARGIN_NS = 2_000_000_000
 
 
 @dataclasses.dataclass(frozen=True)
@@ -77,6 +88,54 @@ def sha256_of(path: Path) -> str:
     return digest.hexdigest()
 
 
+@dataclasses.dataclass(frozen=True)
+class _FileIdentity:
+    """What the file system says about a file's content without reading it."""
+
+    device: int
+    inode: int
+    size: int
+    mtime_ns: int
+    ctime_ns: int
+
+    @classmethod
+    def of(cls, path: Path) -> "_FileIdentity":
+        st = path.stat()
+        return cls(st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns)
+
+
+def ensure_digest_table(con: duckdb.DuckDBPyConnection) -> None:
+    con.execute("create schema if not exists ops")
+    con.execute(
+        f"create table if not exists {DIGESTS_TABLE} (path varchar not null, device ubigint not null,"
+        " inode ubigint not null, size ubigint not null, mtime_ns bigint not null, ctime_ns bigint not null,"
+        " sha256 varchar not null, hashed_at_ns bigint not null)"
+    )
+
+
+def landing_digest(con: duckdb.DuckDBPyConnection, path: Path) -> str:
+    """The file's SHA-256: the one recorded when it was last hashed if the file is provably the
+    same (DIGESTS_TABLE), else hashed now (and recorded)."""
+    name = str(path.resolve())
+    identity = _FileIdentity.of(path)
+    known = con.execute(
+        f"select sha256, hashed_at_ns from {DIGESTS_TABLE} where path = ? and device = ? and inode = ?"
+        " and size = ? and mtime_ns = ? and ctime_ns = ?",
+        [name, *dataclasses.astuple(identity)],
+    ).fetchone()
+    if known and max(identity.mtime_ns, identity.ctime_ns) < known[1] - RACY_MARGIN_NS:
+        return known[0]
+    hashed_at_ns = time.time_ns()
+    digest = sha256_of(path)
+    if _FileIdentity.of(path) == identity:  # not written to while it was read: worth recording
+        con.execute(f"delete from {DIGESTS_TABLE} where path = ?", [name])
+        con.execute(
+            f"insert into {DIGESTS_TABLE} values (?, ?, ?, ?, ?, ?, ?, ?)",
+            [name, *dataclasses.astuple(identity), digest, hashed_at_ns],
+        )
+    return digest
+
+
 def landing_files(raw_dir: Path, source: RawSource) -> list[Path]:
     folder = raw_dir / source.folder
     if not folder.is_dir():
@@ -114,6 +173,7 @@ def ingest_source(
 ) -> list[FileOutcome]:
     """Loads the new and changed files of one source in one transaction; returns one outcome per file."""
     ensure_raw_tables(con, source)
+    ensure_digest_table(con)
     outcomes: list[FileOutcome] = []
     to_load: list[_BatchFile] = []
     try:
@@ -121,7 +181,7 @@ def ingest_source(
         # Reading happens outside the transaction: a file DuckDB cannot parse must not abort it.
         for path in landing_files(raw_dir, source):
             name = path.relative_to(raw_dir).as_posix()
-            digest = sha256_of(path)
+            digest = landing_digest(con, path)
             outcome = _known_file_outcome(con, source, name, digest)
             if outcome is not None:
                 outcomes.append(outcome)

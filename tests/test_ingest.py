@@ -2,11 +2,14 @@
 does not show — conflicts with rows loaded earlier, the log of the earlier file, malformed lines
 in the middle of a file, the memory limit / threads / spill folder of the ingest connection."""
 
+import os
+import time
 from decimal import Decimal
 from pathlib import Path
 
 import duckdb
 
+from dagster_project import ingest
 from dagster_project.config import LoyaltyConfig
 from dagster_project.ingest import ingest_source
 from dagster_project.raw_contract import CUSTOMERS, TRANSACTIONS, DateLimits
@@ -56,6 +59,74 @@ def test_a_later_conflict_moves_the_earlier_row_and_recounts_its_file(tmp_path):
     ingest_source(con, TRANSACTIONS, raw, limits=LIMITS)
     assert _log(con)["transactions/day3.csv"] == (1, 0, 1, 0)
     _assert_identity(con)
+
+
+def _count_hashing(monkeypatch) -> list[str]:
+    """The names of the files ingest reads to hash them, in order."""
+    hashed: list[str] = []
+    original = ingest.sha256_of
+    monkeypatch.setattr(ingest, "sha256_of", lambda path: hashed.append(path.name) or original(path))
+    return hashed
+
+
+MARGIN_S = 0.3  # the test's racy margin (the module's is 2 s): files older than it are trusted
+
+
+def test_a_night_hashes_only_new_and_changed_landing_files(tmp_path, monkeypatch):
+    monkeypatch.setattr(ingest, "RACY_MARGIN_NS", int(MARGIN_S * 1e9))
+    hashed = _count_hashing(monkeypatch)
+    raw = tmp_path / "raw"
+    _write(raw, "transactions/day1.csv", ["H1,C1,2024-01-01,10", "H2,C1,2024-01-02,20"])
+    time.sleep(MARGIN_S + 0.1)
+    con = duckdb.connect()
+    ingest_source(con, TRANSACTIONS, raw, limits=LIMITS)
+    _write(raw, "transactions/day2.csv", ["H3,C2,2024-01-03,30"])
+    time.sleep(MARGIN_S + 0.1)
+    ingest_source(con, TRANSACTIONS, raw, limits=LIMITS)
+    ingest_source(con, TRANSACTIONS, raw, limits=LIMITS)
+    assert hashed == ["day1.csv", "day2.csv"]  # each file once: the later runs trust their records
+
+    # day1 rewritten in place, same size, its modification time put back: its ctime is new.
+    day1 = raw / "transactions/day1.csv"
+    before = day1.stat()
+    day1.write_text(day1.read_text().replace("H2,C1,2024-01-02,20", "H2,C1,2024-01-02,21"))
+    os.utime(day1, ns=(before.st_atime_ns, before.st_mtime_ns))
+    assert (day1.stat().st_size, day1.stat().st_mtime_ns) == (before.st_size, before.st_mtime_ns)
+    # day2 replaced by another file renamed over it, same size and modification time: a new inode.
+    day2 = raw / "transactions/day2.csv"
+    before = day2.stat()
+    other = raw / "other.tmp"
+    other.write_text(day2.read_text().replace("H3,C2,2024-01-03,30", "H3,C2,2024-01-03,31"))
+    os.utime(other, ns=(before.st_atime_ns, before.st_mtime_ns))
+    os.replace(other, day2)
+    assert (day2.stat().st_size, day2.stat().st_mtime_ns) == (before.st_size, before.st_mtime_ns)
+    ingest_source(con, TRANSACTIONS, raw, limits=LIMITS)
+    assert hashed[2:] == ["day1.csv", "day2.csv"]
+    assert con.execute("select transaction_id, amount from raw.transactions order by 1").fetchall() == [
+        ("H1", Decimal("10.00")), ("H2", Decimal("21.00")), ("H3", Decimal("31.00"))
+    ]
+    assert sorted(con.execute(
+        "select source_file, status from raw.ingest_log where status in ('loaded', 'replaced')").fetchall()) == [
+        ("transactions/day1.csv", "replaced"), ("transactions/day2.csv", "replaced")]
+    _assert_identity(con)
+
+
+def test_a_file_changed_just_before_it_was_hashed_is_hashed_again(tmp_path, monkeypatch):
+    """A write in the same timestamp tick as the hash could leave the file's times as recorded:
+    a record made less than the margin after the file's last change is not trusted."""
+    monkeypatch.setattr(ingest, "RACY_MARGIN_NS", int(MARGIN_S * 1e9))
+    hashed = _count_hashing(monkeypatch)
+    raw = tmp_path / "raw"
+    _write(raw, "transactions/fresh.csv", ["R1,C1,2024-01-01,10"])
+    con = duckdb.connect()
+    ingest_source(con, TRANSACTIONS, raw, limits=LIMITS)
+    ingest_source(con, TRANSACTIONS, raw, limits=LIMITS)
+    assert hashed == ["fresh.csv", "fresh.csv"]
+    time.sleep(MARGIN_S + 0.1)
+    ingest_source(con, TRANSACTIONS, raw, limits=LIMITS)  # hashed long enough after the change: recorded
+    ingest_source(con, TRANSACTIONS, raw, limits=LIMITS)
+    assert hashed == ["fresh.csv"] * 3
+    assert _log(con) == {"transactions/fresh.csv": (1, 1, 0, 0)}
 
 
 def test_the_same_rows_in_one_batch_across_files_load_once(tmp_path):
