@@ -579,7 +579,11 @@ class SizeResult:
 
 
 def link_landing(raw_dir: Path, target: Path) -> Path:
-    """A copy of the landing folder made of hard links (the ingest only reads files)."""
+    """A copy of the landing folder made of symbolic links to the cached dataset (the ingest only
+    reads files). Not hard links: a new hard link gives the file a new change time (ctime), and
+    ingest does not trust the digest it records for a file changed less than 2 s before hashing
+    (ingest.RACY_MARGIN_NS); every run of the bench would then read the whole history again to
+    hash it, which a night in production, whose history files landed long before, does not."""
     if target.exists():
         shutil.rmtree(target)
     for file in raw_dir.rglob("*"):
@@ -587,7 +591,7 @@ def link_landing(raw_dir: Path, target: Path) -> Path:
             dest = target / file.relative_to(raw_dir)
             dest.parent.mkdir(parents=True, exist_ok=True)
             try:
-                os.link(file, dest)
+                os.symlink(file.resolve(), dest)
             except OSError:
                 shutil.copy2(file, dest)
     return target
