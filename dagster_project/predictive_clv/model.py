@@ -27,7 +27,7 @@ import numpy as np
 from scipy.special import expit, gammaln, hyp2f1
 
 # lifetimes 0.11.3 (archived) warns about pandas 4 on import; the pin keeps pandas < 4. A filter
-# for that one warning, not catch_warnings: this module may be imported on a thread (prepare_in_background).
+# for that one warning, not catch_warnings: this module may be imported on a thread (background_imports).
 warnings.filterwarnings("ignore", message="The 'mode.chained_assignment' option is deprecated", module="lifetimes")
 from lifetimes import BetaGeoFitter, GammaGammaFitter, ModifiedBetaGeoFitter  # noqa: E402
 import autograd.tracer  # lifetimes' own dependency: its gradients and hessians
