@@ -42,7 +42,7 @@ setup: $(STAMP) ## create .venv and install exactly requirements.lock, then the 
 
 lock: ## re-resolve every dependency of pyproject.toml into requirements.lock (then: make setup)
 	@test -x $(UV) || $(BIN)/pip install --quiet uv==$(UV_VERSION) $(PIP_QUIET)
-	$(UV) pip compile pyproject.toml --extra dev --extra spark --python-version 3.11 --generate-hashes --quiet -o $(LOCK)
+	$(UV) pip compile pyproject.toml --extra dev --extra spark --extra thumbnails --python-version 3.11 --generate-hashes --quiet -o $(LOCK)
 
 $(MANIFEST): $(STAMP) $(shell find dbt/models dbt/macros dbt/tests -type f 2>/dev/null) dbt/dbt_project.yml
 	$(BIN)/python -m dagster_project.dbt_project

@@ -143,6 +143,9 @@ class LoyaltyConfig:
     # shown in, and the fewest answers a flow cell needs before the report shows its NPS.
     currency: str = "SEK"
     report_min_nps_responses: int = 30
+    # PNG thumbnails of two charts in the Dagster UI's preview of the report (kaleido, from the
+    # `thumbnails` extra, and a Chromium): about 5-8 s a run, so a run pays it only when asked.
+    report_thumbnails: bool = False
     # Nightly schedule.
     schedule_cron: str = "0 2 * * *"
     schedule_timezone: str = "Europe/Stockholm"
@@ -259,6 +262,9 @@ def validate(config: LoyaltyConfig) -> None:
         raise ConfigError(f"clv_fit_max_customers must be a whole number >= 1000, got {config.clv_fit_max_customers!r}")
     if isinstance(config.clv_alive_threshold, bool) or not isinstance(config.clv_alive_threshold, (int, float)) or not 0 < config.clv_alive_threshold < 1:
         raise ConfigError(f"clv_alive_threshold must be a probability strictly between 0 and 1, got {config.clv_alive_threshold!r}")
+    for name in ("skip_rejected_files", "run_dbt_unit_tests", "report_thumbnails"):
+        if not isinstance(getattr(config, name), bool):
+            raise ConfigError(f"{name} must be true or false, got {getattr(config, name)!r}")
     if config.engine not in ENGINES:
         raise ConfigError(f"engine must be one of {list(ENGINES)}, got {config.engine!r}")
     if config.spark_method not in SPARK_DEFAULT_PORTS:

@@ -34,6 +34,8 @@ def test_yaml_file_overrides_defaults_and_relative_paths_resolve_from_the_projec
         ("segment_cutoffs: {super: 0.05, top: 0.2}\n", "exactly the keys"),
         ("perid_months: 12\n", "unknown keys ['perid_months']"),
         ("- a list\n", "mapping"),
+        ('report_thumbnails: "yes please"\n', "report_thumbnails must be true or false, got 'yes please'"),
+        ("skip_rejected_files: 1\n", "skip_rejected_files must be true or false, got 1"),
     ],
 )
 def test_bad_config_names_the_key(tmp_path, text, message):

@@ -60,6 +60,7 @@ VARIANT = {
     "clv_fit_max_customers": 1000,
     "currency": "EUR",
     "report_min_nps_responses": 3,
+    "report_thumbnails": True,
     "duckdb_memory_limit": "1GB",
     "duckdb_threads": 1,
 }
@@ -459,6 +460,13 @@ def test_report_min_nps_responses_decides_which_flow_cells_show_their_nps(varian
         assert table.count("<tr") - 1 == cells  # one header row
     # The variant's sample has answers in more cells than 3, and fewer than 30 in most.
     assert _report(variant).count('id="nps-flow-table"') == 1
+
+
+def test_report_thumbnails_renders_the_preview_thumbnails_only_when_asked(variant, baseline):
+    # kaleido is in the test environment (requirements.lock) and make test provides a Chromium:
+    # only the setting decides.
+    assert "report: 2 thumbnails for the preview (clv-bars, lorenz)" in variant.config.log_path.read_text(encoding="utf-8")
+    assert "thumbnails" not in baseline.config.log_path.read_text(encoding="utf-8")
 
 
 # --- tiny landing folders for the settings that decide whether a run goes on --------------------

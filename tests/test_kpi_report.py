@@ -6,7 +6,6 @@ One pipeline run (a two-date backfill of a 3 000-customer sample, so there is a 
 slice) serves every test here: about 25 s, plus 10-20 s for the browser."""
 
 import datetime as dt
-import importlib.util
 import json
 import os
 import re
@@ -362,17 +361,35 @@ def test_no_thumbnails_without_kaleido(published, monkeypatch):
     assert messages == ["report: no thumbnails (kaleido is not installed: pip install '.[thumbnails]')"]
 
 
-@pytest.mark.skipif(importlib.util.find_spec("kaleido") is None, reason="kaleido is optional: pip install '.[thumbnails]'")
-def test_thumbnails_are_pngs_when_kaleido_and_chromium_are_there(published):
+def test_thumbnails_are_pngs_in_the_preview_only_when_report_thumbnails_is_true(published, tmp_path):
+    """kaleido is in the test environment (requirements.lock) and `make test` provides the
+    Chromium, so this renders for real: two PNGs of the thumbnail size in the markdown preview."""
     import base64
+    import struct
 
-    from dagster_project.kpi_report.assets import THUMBNAIL_CHARTS, headline_markdown
-    from dagster_project.kpi_report.page import build_figures
-    from dagster_project.kpi_report.thumbnails import thumbnails
+    from dagster_project.kpi_report.assets import THUMBNAIL_CHARTS, build_report_assets
+    from dagster_project.kpi_report.thumbnails import SIZE
 
-    data = load_report_data(published / "warehouse.duckdb", AS_OF)
-    figures = build_figures(data, LoyaltyConfig())
-    images = thumbnails({name: figures[name] for name in THUMBNAIL_CHARTS})
-    assert set(images) == set(THUMBNAIL_CHARTS)
-    assert all(base64.b64decode(image).startswith(b"\x89PNG") for image in images.values())
-    assert "![CLV and portfolio value](data:image/png;base64," in headline_markdown(data, LoyaltyConfig(), images)
+    folder = tmp_path / "published"
+    folder.mkdir()
+    (folder / "warehouse.duckdb").write_bytes((published / "warehouse.duckdb").read_bytes())
+    [asset] = build_report_assets(None, None)
+
+    def materialize(**overrides):
+        settings = LoyaltySettings(as_of_date=AS_OF.isoformat(), overrides_json=json.dumps({"publish_dir": str(folder), **overrides}))
+        [event] = dg.materialize([asset], resources={"settings": settings}, raise_on_error=True).get_asset_materialization_events()
+        return event.materialization.metadata
+
+    metadata = materialize(report_thumbnails=True)
+    preview = metadata["preview"].value
+    images = re.findall(r"!\[([^\]]+)\]\(data:image/png;base64,([A-Za-z0-9+/=]+)\)", preview)
+    assert metadata["thumbnails"].value == 2
+    assert [title for title, _ in images] == list(THUMBNAIL_CHARTS.values())
+    for _, image in images:
+        png = base64.b64decode(image)
+        assert png.startswith(b"\x89PNG\r\n\x1a\n")
+        assert struct.unpack(">II", png[16:24]) == SIZE  # IHDR: width, height
+    # The default leaves kaleido alone: no thumbnails, the same preview otherwise.
+    default = materialize()
+    assert default["thumbnails"].value == 0 and "data:image/png" not in default["preview"].value
+    assert preview.startswith(default["preview"].value + "\n\n![")

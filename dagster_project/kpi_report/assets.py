@@ -17,7 +17,7 @@ from .publish import LATEST_NAME, report_folder, report_name, write_atomic
 # .page and .thumbnails (plotly, great_tables, Jinja2) are imported where they are used: loading
 # the definitions does not pay for them, and a run imports them while dbt runs (background_imports).
 
-# Charts shown as thumbnails in the materialization's preview (when kaleido and a Chromium are there).
+# Charts shown as thumbnails in the materialization's preview (report_thumbnails, with kaleido and a Chromium).
 THUMBNAIL_CHARTS = {"clv-bars": "CLV and portfolio value", "lorenz": "Value concentration"}
 
 REPORT_KEY = dg.AssetKey(["published", "kpi_report"])
@@ -127,7 +127,9 @@ def build_report_assets(
             # A warehouse with less than two periods of data has no CLV or retention yet: the run
             # stays a success, the materialization says that no page was written.
             return dg.MaterializeResult(metadata={"reports_written": 0, "folder": dg.MetadataValue.path(str(folder))})
-        images = thumbnails({name: last_figures[name] for name in THUMBNAIL_CHARTS if name in last_figures}, log=context.log.info)
+        images = {}
+        if config.report_thumbnails:
+            images = thumbnails({name: last_figures[name] for name in THUMBNAIL_CHARTS if name in last_figures}, log=context.log.info)
         return dg.MaterializeResult(
             metadata={
                 "path": dg.MetadataValue.path(str(written[-1])),

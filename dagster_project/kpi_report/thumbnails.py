@@ -1,14 +1,15 @@
 """Optional PNG thumbnails of report charts for the Dagster UI, through kaleido and a Chromium.
 
-Only when kaleido is installed (``pip install '.[thumbnails]'``) and a Chromium is on this
-machine; otherwise, or when kaleido fails, there are simply no thumbnails. The report itself
-never needs a browser."""
+Only when the configuration asks for them (``report_thumbnails: true``), kaleido is installed
+(``pip install '.[thumbnails]'``) and a Chromium is on this machine; otherwise, or when kaleido
+fails, there are simply no thumbnails. The report itself never needs a browser."""
 
 from __future__ import annotations
 
 import base64
 import importlib.util
 import shutil
+import warnings
 from pathlib import Path
 from typing import Callable, Mapping
 
@@ -33,6 +34,10 @@ def thumbnails(figures: Mapping[str, go.Figure], log: Callable[[str], None] = la
     import kaleido
     import plotly.io as pio
 
+    # plotly.io.to_image always hands kaleido its options, and kaleido warns that a running server
+    # ignores them: noise in every run's log. A process-wide filter (catch_warnings is not thread
+    # safe), added here rather than at import so that it holds wherever the module was imported.
+    warnings.filterwarnings("ignore", message="The kopts argument is ignored if using a server", category=UserWarning)
     images: dict[str, str] = {}
     try:
         kaleido.start_sync_server(mathjax=False)
@@ -56,4 +61,6 @@ def thumbnails(figures: Mapping[str, go.Figure], log: Callable[[str], None] = la
             kaleido.stop_sync_server()
         except Exception:  # noqa: BLE001
             pass
+    if images:
+        log(f"report: {len(images)} thumbnails for the preview ({', '.join(images)})")
     return images
