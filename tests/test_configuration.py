@@ -466,7 +466,9 @@ def test_report_thumbnails_renders_the_preview_thumbnails_only_when_asked(varian
     # kaleido is in the test environment (requirements.lock) and make test provides a Chromium:
     # only the setting decides.
     assert "report: 2 thumbnails for the preview (clv-bars, lorenz)" in variant.config.log_path.read_text(encoding="utf-8")
-    assert "thumbnails" not in baseline.config.log_path.read_text(encoding="utf-8")
+    baseline_log = baseline.config.log_path.read_text(encoding="utf-8")
+    assert "report: wrote" in baseline_log and "thumbnails for the preview" not in baseline_log
+    assert "no thumbnails" not in baseline_log  # not even tried
 
 
 # --- tiny landing folders for the settings that decide whether a run goes on --------------------
