@@ -18,7 +18,6 @@ from typing import Iterable
 AFTER_DBT = (
     "dagster_project.predictive_clv.fit",
     "dagster_project.kpi_report.page",
-    "dagster_project.kpi_report.thumbnails",
 )
 
 

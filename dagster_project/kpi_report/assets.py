@@ -14,8 +14,9 @@ from . import style
 from .data import ReportData, available_as_of_dates, load_report_data
 from .publish import LATEST_NAME, report_folder, report_name, write_atomic
 
-# .page and .thumbnails (plotly, great_tables, Jinja2) are imported where they are used: loading
-# the definitions does not pay for them, and a run imports them while dbt runs (background_imports).
+# .page (plotly, great_tables, Jinja2) is imported where it is used: loading the definitions does
+# not pay for it, and a run imports it while dbt runs (background_imports). .thumbnails only when
+# the configuration asks for thumbnails.
 
 # Charts shown as thumbnails in the materialization's preview (report_thumbnails, with kaleido and a Chromium).
 THUMBNAIL_CHARTS = {"clv-bars": "CLV and portfolio value", "lorenz": "Value concentration"}
@@ -100,7 +101,6 @@ def build_report_assets(
     )
     def kpi_report(context: dg.AssetExecutionContext, settings: LoyaltySettings) -> dg.MaterializeResult:
         from .page import build_figures, render_report
-        from .thumbnails import thumbnails
 
         config = settings.loyalty_config()
         database = config.publish_path / DATABASE_FILE
@@ -129,6 +129,8 @@ def build_report_assets(
             return dg.MaterializeResult(metadata={"reports_written": 0, "folder": dg.MetadataValue.path(str(folder))})
         images = {}
         if config.report_thumbnails:
+            from .thumbnails import thumbnails
+
             images = thumbnails({name: last_figures[name] for name in THUMBNAIL_CHARTS if name in last_figures}, log=context.log.info)
         return dg.MaterializeResult(
             metadata={
